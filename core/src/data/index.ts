@@ -1,0 +1,2 @@
+// Public surface of core/src/data (re-exported from core/src/index.ts).
+export {};

@@ -1,0 +1,2 @@
+// Public surface of core/src/metrics (re-exported from core/src/index.ts).
+export {};

@@ -1,0 +1,2 @@
+// Public surface of core/src/onnx (re-exported from core/src/index.ts).
+export {};
