@@ -1,12 +1,13 @@
 import { defineConfig } from 'vitest/config';
 
+// Tests run the TypeScript sources of every workspace package (export condition `source`), not stale builds.
+const conditions = ['source', 'import', 'module', 'node', 'default'];
+
 export default defineConfig({
-  resolve: {
-    // Tests run the TypeScript sources of every workspace package, not stale builds.
-    conditions: ['source'],
-  },
+  resolve: { conditions },
+  ssr: { resolve: { conditions, externalConditions: ['source'] } },
   test: {
-    include: ['test/**/*.test.ts', 'core/test/**/*.test.ts', 'plugins/*/test/**/*.test.ts', 'cli/test/**/*.test.ts'],
+    include: ['test/**/*.test.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',

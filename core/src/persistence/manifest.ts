@@ -1,0 +1,86 @@
+import { Ajv, type ErrorObject } from 'ajv';
+import type { JsonObject } from '../types.js';
+
+export const DETECTOR_FORMAT = 'transformaly-detector';
+/** The newest manifest layout this code reads and the one it writes. */
+export const DETECTOR_FORMAT_VERSION = 1;
+
+/** `manifest.json` of a fitted-detector folder. */
+export interface DetectorManifest {
+  format: typeof DETECTOR_FORMAT;
+  formatVersion: number;
+  /** ISO 8601 time of saving. */
+  createdAt: string;
+  /** Versions of the packages that fitted the detector (provenance). */
+  packages: Record<string, string>;
+  /** The resolved config the detector was fitted with. */
+  config: JsonObject;
+  /** Per stage: the safetensors file holding its arrays, and its JSON metadata. */
+  stages: Record<string, { file: string; meta: JsonObject }>;
+  /** sha256 (lowercase hex) of every data file of the folder. */
+  checksums: Record<string, string>;
+  extra?: JsonObject;
+}
+
+/** A name that stays inside the folder: no separators, no leading dot, no `..`. */
+export const SAFE_NAME = '^[A-Za-z0-9][A-Za-z0-9._-]*$';
+
+const schema = {
+  type: 'object',
+  required: ['format', 'formatVersion', 'createdAt', 'packages', 'config', 'stages', 'checksums'],
+  additionalProperties: false,
+  properties: {
+    format: { const: DETECTOR_FORMAT },
+    formatVersion: { type: 'integer', minimum: 1 },
+    createdAt: { type: 'string', minLength: 1 },
+    packages: { type: 'object', additionalProperties: { type: 'string' } },
+    config: { type: 'object' },
+    stages: {
+      type: 'object',
+      propertyNames: { pattern: SAFE_NAME },
+      additionalProperties: {
+        type: 'object',
+        required: ['file', 'meta'],
+        additionalProperties: false,
+        properties: { file: { type: 'string', pattern: SAFE_NAME }, meta: { type: 'object' } },
+      },
+    },
+    checksums: {
+      type: 'object',
+      propertyNames: { pattern: SAFE_NAME },
+      additionalProperties: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+    },
+    extra: { type: 'object' },
+  },
+} as const;
+
+// Compiled once: loading many detectors must not recompile the validator each time.
+const validate = new Ajv({ allErrors: false, strict: true }).compile<DetectorManifest>(schema);
+
+/** Returns null when `value` is a valid manifest, else a sentence naming the offending field. */
+export function manifestProblem(value: unknown): string | null {
+  if (validate(value)) return null;
+  return describe(validate.errors?.[0]);
+}
+
+function describe(error: ErrorObject | undefined): string {
+  if (!error) return 'manifest is invalid';
+  const at = error.instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .join('.');
+  const field = (name: string) => (at ? `${at}.${name}` : name);
+  // A failing `propertyNames` subschema reports the offending key here, with the subschema's keyword (pattern).
+  if (error.propertyName !== undefined) {
+    return `field "${field(error.propertyName)}" is not a valid name (expected letters, digits, '.', '_' or '-', not starting with '.')`;
+  }
+  switch (error.keyword) {
+    case 'required':
+      return `field "${field(String(error.params.missingProperty))}" is missing`;
+    case 'additionalProperties':
+      return `field "${field(String(error.params.additionalProperty))}" is not allowed`;
+    default:
+      return `field "${at || '(root)'}" ${error.message ?? 'is invalid'}`;
+  }
+}
