@@ -1,0 +1,464 @@
+// The hub client against real HTTP servers on 127.0.0.1 that behave like huggingface.co: `resolve` URLs answer HEAD
+// and GET with X-Repo-Commit; LFS files redirect (302) to a CDN origin with X-Linked-Etag (sha256) and X-Linked-Size;
+// plain files answer directly with their git blob sha1 as ETag; blobs honour Range requests.
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { lstat, mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { ProgressReporter, ProgressTask } from '@transformaly/core';
+import { HubError, resolveHubCheckpoint } from '../plugins/backbone-vit/src/hub.js';
+
+interface RepoFile {
+  bytes: Buffer;
+  lfs: boolean;
+}
+
+interface Repo {
+  commit: string;
+  files: Map<string, RepoFile>;
+}
+
+interface Logged {
+  server: 'hub' | 'cdn';
+  method: string;
+  path: string;
+  range?: string;
+  authorization?: string;
+}
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const gitSha1 = (b: Buffer) => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
+
+/** A hub plus a CDN on a second origin (as huggingface.co and cdn-lfs.hf.co are). */
+class FakeHub {
+  readonly repos = new Map<string, Repo>();
+  readonly log: Logged[] = [];
+  /** sha256 -> how many more GETs of that blob are cut after `bytes` bytes. */
+  readonly drops = new Map<string, { bytes: number; times: number }>();
+  /** sha256 of blobs whose served bytes are altered (the advertised hash stays the true one). */
+  readonly corrupt = new Set<string>();
+  /** LFS redirects go to the hub's own /blobs path instead of the CDN origin. */
+  sameOriginBlobs = false;
+  private hub!: Server;
+  private cdn!: Server;
+  hubUrl = '';
+  cdnUrl = '';
+
+  addRepo(repoId: string, files: Record<string, { bytes: Buffer; lfs?: boolean }>): Repo {
+    const repo: Repo = { commit: randomBytes(20).toString('hex'), files: new Map() };
+    for (const [name, f] of Object.entries(files)) repo.files.set(name, { bytes: f.bytes, lfs: f.lfs ?? false });
+    this.repos.set(repoId, repo);
+    return repo;
+  }
+
+  private blob(sha: string): Buffer | undefined {
+    for (const repo of this.repos.values()) {
+      for (const f of repo.files.values()) if (f.lfs && sha256(f.bytes) === sha) return f.bytes;
+    }
+    return undefined;
+  }
+
+  private record(server: 'hub' | 'cdn', req: IncomingMessage): void {
+    this.log.push({
+      server,
+      method: req.method!,
+      path: decodeURIComponent(req.url!),
+      range: req.headers.range,
+      authorization: req.headers.authorization,
+    });
+  }
+
+  private serveBlob(req: IncomingMessage, res: ServerResponse, sha: string): void {
+    const original = this.blob(sha);
+    if (!original) {
+      res.writeHead(404).end();
+      return;
+    }
+    let bytes = original;
+    if (this.corrupt.has(sha)) {
+      bytes = Buffer.from(original);
+      bytes[bytes.length >> 1] ^= 0xff;
+    }
+    let start = 0;
+    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    if (range) start = Number(range[1]);
+    if (start >= bytes.length && range) {
+      res.writeHead(416, { 'content-range': `bytes */${bytes.length}` }).end();
+      return;
+    }
+    const body = bytes.subarray(start);
+    res.writeHead(range ? 206 : 200, {
+      'content-length': body.length,
+      'accept-ranges': 'bytes',
+      etag: `"${createHash('md5').update(bytes).digest('hex')}"`, // S3-style: not the sha256
+      ...(range ? { 'content-range': `bytes ${start}-${bytes.length - 1}/${bytes.length}` } : {}),
+    });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    const drop = this.drops.get(sha);
+    if (drop && drop.times > 0) {
+      drop.times--;
+      res.write(body.subarray(0, drop.bytes), () => res.socket?.destroy());
+      return;
+    }
+    res.end(body);
+  }
+
+  private handleHub(req: IncomingMessage, res: ServerResponse): void {
+    this.record('hub', req);
+    const url = new URL(req.url!, this.hubUrl);
+    const blob = /^\/blobs\/([0-9a-f]{64})$/.exec(url.pathname);
+    if (blob) return this.serveBlob(req, res, blob[1]);
+    const m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
+    if (!m) return void res.writeHead(404).end();
+    const [, repoId, revision, file] = m.map(decodeURIComponent);
+    const repo = this.repos.get(repoId);
+    if (!repo) return void res.writeHead(404, { 'x-error-code': 'RepoNotFound' }).end();
+    if (revision !== 'main' && revision !== repo.commit) {
+      return void res.writeHead(404, { 'x-error-code': 'RevisionNotFound' }).end();
+    }
+    const headers = { 'x-repo-commit': repo.commit };
+    const entry = repo.files.get(file);
+    if (!entry) return void res.writeHead(404, { ...headers, 'x-error-code': 'EntryNotFound' }).end();
+    if (entry.lfs) {
+      const sha = sha256(entry.bytes);
+      const location = this.sameOriginBlobs ? `/blobs/${sha}` : `${this.cdnUrl}/blobs/${sha}?signature=abc`;
+      res
+        .writeHead(302, {
+          ...headers,
+          location,
+          'x-linked-etag': `"${sha}"`,
+          'x-linked-size': String(entry.bytes.length),
+          etag: `W/"${gitSha1(Buffer.from('pointer'))}"`, // the LFS pointer's etag, which must not be used
+        })
+        .end();
+      return;
+    }
+    res.writeHead(200, { ...headers, etag: `"${gitSha1(entry.bytes)}"`, 'content-length': entry.bytes.length });
+    res.end(req.method === 'HEAD' ? undefined : entry.bytes);
+  }
+
+  async start(): Promise<void> {
+    const listen = (server: Server) =>
+      new Promise<string>((resolve) =>
+        server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)),
+      );
+    this.hub = createServer((req, res) => this.handleHub(req, res));
+    this.cdn = createServer((req, res) => {
+      this.record('cdn', req);
+      const blob = /^\/blobs\/([0-9a-f]{64})$/.exec(new URL(req.url!, this.cdnUrl).pathname);
+      if (blob) this.serveBlob(req, res, blob[1]);
+      else res.writeHead(404).end();
+    });
+    this.hubUrl = await listen(this.hub);
+    this.cdnUrl = await listen(this.cdn);
+  }
+
+  async stop(): Promise<void> {
+    for (const server of [this.hub, this.cdn]) {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }
+}
+
+class RecordingProgress implements ProgressReporter {
+  readonly tasks: { label: string; total?: number; ticked: number; done: boolean }[] = [];
+  readonly warnings: string[] = [];
+  task(label: string, total?: number): ProgressTask {
+    const t = { label, total, ticked: 0, done: false };
+    this.tasks.push(t);
+    return {
+      tick: (n = 1) => {
+        t.ticked += n;
+      },
+      done: () => {
+        t.done = true;
+      },
+    };
+  }
+  info(): void {}
+  warn(message: string): void {
+    this.warnings.push(message);
+  }
+}
+
+const json = (value: unknown) => Buffer.from(JSON.stringify(value, null, 2));
+
+/** Every file under `dir`, relative, recursively. */
+async function listTree(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => !e.isDirectory())
+    .map((e) => join(e.parentPath, e.name).slice(dir.length + 1))
+    .sort();
+}
+
+let work: string;
+let hub: FakeHub;
+const weights = randomBytes(300_000);
+const config = json({ model_type: 'vit', hidden_size: 192 });
+const preprocessor = json({ image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5], size: 224 });
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'transformaly-hub-'));
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+afterEach(() => {
+  vi.unstubAllEnvs();
+});
+
+async function freshHub(): Promise<FakeHub> {
+  const h = new FakeHub();
+  await h.start();
+  return h;
+}
+
+describe('resolveHubCheckpoint', () => {
+  it('downloads into the hub cache layout, resuming with a Range request after the connection drops mid-file', async () => {
+    hub = await freshHub();
+    const repo = hub.addRepo('acme/vit-tiny', {
+      'config.json': { bytes: config },
+      'preprocessor_config.json': { bytes: preprocessor },
+      'model.safetensors': { bytes: weights, lfs: true },
+    });
+    const sha = sha256(weights);
+    hub.drops.set(sha, { bytes: 100_000, times: 1 });
+    const cacheDir = join(work, 'cache1');
+    const progress = new RecordingProgress();
+    try {
+      const snapshot = await resolveHubCheckpoint('acme/vit-tiny', {
+        endpoint: hub.hubUrl,
+        cacheDir,
+        progress,
+        token: 'hf_secret',
+      });
+      const root = join(cacheDir, 'models--acme--vit-tiny');
+      expect(snapshot).toBe(join(root, 'snapshots', repo.commit));
+      expect((await readFile(join(snapshot, 'model.safetensors'))).equals(weights)).toBe(true);
+      expect((await readFile(join(snapshot, 'config.json'))).equals(config)).toBe(true);
+      expect((await readFile(join(snapshot, 'preprocessor_config.json'))).equals(preprocessor)).toBe(true);
+
+      // huggingface_hub's layout: blobs named by sha256 (LFS) / git sha1, relative links, refs/main -> commit.
+      expect(await listTree(root)).toEqual(
+        [
+          `blobs/${sha}`,
+          `blobs/${gitSha1(config)}`,
+          `blobs/${gitSha1(preprocessor)}`,
+          'refs/main',
+          `snapshots/${repo.commit}/config.json`,
+          `snapshots/${repo.commit}/model.safetensors`,
+          `snapshots/${repo.commit}/preprocessor_config.json`,
+        ].sort(),
+      );
+      expect((await lstat(join(snapshot, 'model.safetensors'))).isSymbolicLink()).toBe(true);
+      expect(await readlink(join(snapshot, 'model.safetensors'))).toBe(join('..', '..', 'blobs', sha));
+      expect(await readFile(join(root, 'refs', 'main'), 'utf8')).toBe(repo.commit);
+
+      // The weights came from the CDN in two GETs, the second resuming where the first was cut.
+      const gets = hub.log.filter((l) => l.method === 'GET' && l.path.includes(sha));
+      expect(gets).toHaveLength(2);
+      expect(gets.every((g) => g.server === 'cdn')).toBe(true);
+      expect(gets[0].range).toBeUndefined();
+      const resumedAt = Number(/^bytes=(\d+)-$/.exec(gets[1].range ?? '')?.[1]);
+      expect(resumedAt).toBeGreaterThan(0);
+      expect(resumedAt).toBeLessThanOrEqual(100_000);
+      // Later files are fetched at the pinned commit, not at the moving branch.
+      const heads = hub.log.filter((l) => l.server === 'hub' && l.method === 'HEAD').map((l) => l.path);
+      expect(heads[0]).toBe('/acme/vit-tiny/resolve/main/config.json');
+      expect(heads.slice(1).every((p) => p.includes(`/resolve/${repo.commit}/`))).toBe(true);
+      // The token goes to the hub only, never to the CDN.
+      expect(hub.log.filter((l) => l.server === 'hub').every((l) => l.authorization === 'Bearer hf_secret')).toBe(true);
+      expect(hub.log.filter((l) => l.server === 'cdn').every((l) => l.authorization === undefined)).toBe(true);
+
+      // Progress counts bytes, including the resumed part exactly once.
+      const task = progress.tasks.find((t) => t.label.endsWith('model.safetensors'))!;
+      expect(task).toMatchObject({ total: weights.length, ticked: weights.length, done: true });
+
+      // A second run with the server up downloads nothing.
+      const before = hub.log.length;
+      expect(await resolveHubCheckpoint('acme/vit-tiny', { endpoint: hub.hubUrl, cacheDir })).toBe(snapshot);
+      expect(hub.log.slice(before).filter((l) => l.method === 'GET')).toHaveLength(0);
+    } finally {
+      await hub.stop();
+    }
+  });
+
+  it('serves a second run from the cache with the server stopped, online and offline', async () => {
+    const cacheDir = join(work, 'cache1');
+    const root = join(cacheDir, 'models--acme--vit-tiny');
+    const commit = await readFile(join(root, 'refs', 'main'), 'utf8');
+    const progress = new RecordingProgress();
+    // The server from the previous test is stopped: its port refuses connections.
+    const snapshot = await resolveHubCheckpoint('acme/vit-tiny', { endpoint: hub.hubUrl, cacheDir, progress });
+    expect(snapshot).toBe(join(root, 'snapshots', commit));
+    expect(progress.warnings.join('\n')).toMatch(/could not be reached.*using the cached snapshot/);
+    expect((await readFile(join(snapshot, 'model.safetensors'))).equals(weights)).toBe(true);
+
+    expect(await resolveHubCheckpoint('acme/vit-tiny', { endpoint: hub.hubUrl, cacheDir, offline: true })).toBe(snapshot);
+    // Unreachable and not cached: the error says both, and what to do.
+    await expect(resolveHubCheckpoint('acme/uncached', { endpoint: hub.hubUrl, cacheDir })).rejects.toThrow(
+      /acme\/uncached \(revision main\) is not in the cache .*could not be reached.*Run once with network access/,
+    );
+    vi.stubEnv('HF_HUB_OFFLINE', '1');
+    vi.stubEnv('HF_HUB_CACHE', cacheDir);
+    expect(await resolveHubCheckpoint('acme/vit-tiny', { endpoint: 'http://192.0.2.1:9' })).toBe(snapshot);
+    expect(await resolveHubCheckpoint('acme/vit-tiny', { revision: commit })).toBe(snapshot);
+
+    const missing = resolveHubCheckpoint('acme/other', {});
+    await expect(missing).rejects.toThrow(HubError);
+    await expect(missing).rejects.toThrow(/acme\/other \(revision main\) is not in the cache .*offline mode is on/);
+    await expect(missing).rejects.toThrow(/Run once with network access.*HF_ENDPOINT.*local folder/);
+  });
+
+  it('keeps a partial download across runs and resumes it with a Range header', async () => {
+    const h = await freshHub();
+    try {
+      h.addRepo('acme/vit-resume', { 'config.json': { bytes: config }, 'model.safetensors': { bytes: weights, lfs: true } });
+      const sha = sha256(weights);
+      h.drops.set(sha, { bytes: 120_000, times: 1 });
+      const cacheDir = join(work, 'cache-resume');
+      const first = resolveHubCheckpoint('acme/vit-resume', { endpoint: h.hubUrl, cacheDir, retries: 0 });
+      await expect(first).rejects.toThrow(/downloading acme\/vit-resume\/model\.safetensors failed after 1 attempts/);
+      await expect(first).rejects.toThrow(/running again resumes/);
+      const incomplete = join(cacheDir, 'models--acme--vit-resume', 'blobs', `${sha}.incomplete`);
+      const kept = (await stat(incomplete)).size;
+      expect(kept).toBeGreaterThan(0);
+      expect(kept).toBeLessThanOrEqual(120_000);
+      expect((await readFile(incomplete)).equals(weights.subarray(0, kept))).toBe(true);
+
+      const snapshot = await resolveHubCheckpoint('acme/vit-resume', { endpoint: h.hubUrl, cacheDir, retries: 0 });
+      const gets = h.log.filter((l) => l.method === 'GET' && l.path.includes(sha));
+      expect(gets.map((g) => g.range)).toEqual([undefined, `bytes=${kept}-`]);
+      expect((await readFile(join(snapshot, 'model.safetensors'))).equals(weights)).toBe(true);
+      expect(await readdir(join(cacheDir, 'models--acme--vit-resume', 'blobs'))).not.toContain(`${sha}.incomplete`);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('refuses bytes that do not match the advertised sha256 and leaves nothing that looks complete', async () => {
+    const h = await freshHub();
+    try {
+      h.addRepo('acme/vit-corrupt', { 'config.json': { bytes: config }, 'model.safetensors': { bytes: weights, lfs: true } });
+      const sha = sha256(weights);
+      h.corrupt.add(sha);
+      // Also cut the first transfer, so the corrupt file is assembled from a resumed download.
+      h.drops.set(sha, { bytes: 50_000, times: 1 });
+      const cacheDir = join(work, 'cache-corrupt');
+      const run = resolveHubCheckpoint('acme/vit-corrupt', { endpoint: h.hubUrl, cacheDir });
+      await expect(run).rejects.toThrow(HubError);
+      await expect(run).rejects.toThrow(
+        new RegExp(`acme/vit-corrupt/model\\.safetensors: the downloaded bytes have sha256 [0-9a-f]{64} but the hub advertised ${sha}`),
+      );
+      const root = join(cacheDir, 'models--acme--vit-corrupt');
+      const files = await listTree(root);
+      expect(files.filter((f) => f.includes(sha))).toEqual([]);
+      expect(files.filter((f) => f.endsWith('model.safetensors'))).toEqual([]);
+      expect(files).not.toContain('refs/main');
+
+      // Once the server is fixed, the same cache downloads it correctly.
+      h.corrupt.clear();
+      const snapshot = await resolveHubCheckpoint('acme/vit-corrupt', { endpoint: h.hubUrl, cacheDir });
+      expect((await readFile(join(snapshot, 'model.safetensors'))).equals(weights)).toBe(true);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('names the repo and file when something is missing, and skips a missing optional file', async () => {
+    const h = await freshHub();
+    try {
+      h.addRepo('acme/no-weights', { 'config.json': { bytes: config } });
+      h.addRepo('acme/pickle-only', { 'config.json': { bytes: config }, 'pytorch_model.bin': { bytes: weights, lfs: true } });
+      h.addRepo('acme/no-config', { 'model.safetensors': { bytes: weights, lfs: true } });
+      const repo = h.addRepo('acme/no-preprocessor', {
+        'config.json': { bytes: config },
+        'model.safetensors': { bytes: weights, lfs: true },
+      });
+      const cacheDir = join(work, 'cache-missing');
+      const opts = { endpoint: h.hubUrl, cacheDir };
+      await expect(resolveHubCheckpoint('acme/no-weights', opts)).rejects.toThrow(
+        /acme\/no-weights \(revision main\) has neither model\.safetensors nor model\.safetensors\.index\.json/,
+      );
+      await expect(resolveHubCheckpoint('acme/pickle-only', opts)).rejects.toThrow(
+        /only pickle weights \(pytorch_model\.bin\).*convert them to safetensors/,
+      );
+      await expect(resolveHubCheckpoint('acme/no-config', opts)).rejects.toThrow(
+        /acme\/no-config \(revision main\) has no file config\.json/,
+      );
+      await expect(resolveHubCheckpoint('acme/absent', opts)).rejects.toThrow(/repository acme\/absent not found/);
+      await expect(resolveHubCheckpoint('acme/no-preprocessor', { ...opts, revision: 'v2' })).rejects.toThrow(
+        /acme\/no-preprocessor has no revision 'v2'/,
+      );
+      await expect(resolveHubCheckpoint('../etc', opts)).rejects.toThrow(/not a Hugging Face repo id/);
+
+      const snapshot = await resolveHubCheckpoint('acme/no-preprocessor', opts);
+      expect((await readdir(snapshot)).sort()).toEqual(['config.json', 'model.safetensors']);
+      // Its absence is recorded, as huggingface_hub does, so offline runs need not guess.
+      const marker = join(cacheDir, 'models--acme--no-preprocessor', '.no_exist', repo.commit, 'preprocessor_config.json');
+      expect((await stat(marker)).isFile()).toBe(true);
+      expect(await resolveHubCheckpoint('acme/no-preprocessor', { ...opts, offline: true })).toBe(snapshot);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('downloads a sharded checkpoint (index + 2 shards) through same-origin redirects, then serves it offline', async () => {
+    const h = await freshHub();
+    h.sameOriginBlobs = true;
+    const shard1 = randomBytes(70_000);
+    const shard2 = randomBytes(50_000);
+    const index = json({
+      metadata: { total_size: shard1.length + shard2.length },
+      weight_map: {
+        'embeddings.cls_token': 'model-00001-of-00002.safetensors',
+        'encoder.layer.0.attention.attention.query.weight': 'model-00001-of-00002.safetensors',
+        'layernorm.weight': 'model-00002-of-00002.safetensors',
+      },
+    });
+    const repo = h.addRepo('acme/vit-sharded', {
+      'config.json': { bytes: config },
+      'model.safetensors.index.json': { bytes: index },
+      'model-00001-of-00002.safetensors': { bytes: shard1, lfs: true },
+      'model-00002-of-00002.safetensors': { bytes: shard2, lfs: true },
+    });
+    const cacheDir = join(work, 'cache-sharded');
+    let snapshot: string;
+    try {
+      vi.stubEnv('HF_ENDPOINT', h.hubUrl);
+      vi.stubEnv('HF_HOME', join(work, 'hf-home'));
+      vi.stubEnv('HF_HUB_CACHE', '');
+      vi.stubEnv('HF_HUB_OFFLINE', '');
+      snapshot = await resolveHubCheckpoint('acme/vit-sharded', {});
+      expect(snapshot).toBe(join(work, 'hf-home', 'hub', 'models--acme--vit-sharded', 'snapshots', repo.commit));
+      expect((await readdir(snapshot)).sort()).toEqual([
+        'config.json',
+        'model-00001-of-00002.safetensors',
+        'model-00002-of-00002.safetensors',
+        'model.safetensors.index.json',
+      ]);
+      expect((await readFile(join(snapshot, 'model-00001-of-00002.safetensors'))).equals(shard1)).toBe(true);
+      expect((await readFile(join(snapshot, 'model-00002-of-00002.safetensors'))).equals(shard2)).toBe(true);
+      expect(h.log.some((l) => l.server === 'cdn')).toBe(false);
+      // Explicit cacheDir wins over HF_HOME.
+      const elsewhere = await resolveHubCheckpoint('acme/vit-sharded', { cacheDir });
+      expect(elsewhere.startsWith(cacheDir)).toBe(true);
+    } finally {
+      await h.stop();
+    }
+    expect(await resolveHubCheckpoint('acme/vit-sharded', { offline: true })).toBe(snapshot);
+    // A cached snapshot missing a shard is reported by name, not half-used.
+    await rm(join(snapshot, 'model-00002-of-00002.safetensors'));
+    await expect(resolveHubCheckpoint('acme/vit-sharded', { offline: true })).rejects.toThrow(
+      /lacks model-00002-of-00002\.safetensors/,
+    );
+  });
+});
