@@ -1,1 +1,1 @@
-export {};
+export { imageItemsFromArgs } from './images.js';

@@ -1,1 +1,104 @@
-export {};
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ConsoleProgress } from '@transformaly/core';
+import { embedCommand } from './commands/embed.js';
+import { evalCommand } from './commands/eval.js';
+import { fitCommand } from './commands/fit.js';
+import { pluginsCommand } from './commands/plugins.js';
+import { runCommand } from './commands/run.js';
+import { scoreCommand } from './commands/score.js';
+
+const progress = new ConsoleProgress();
+const abort = new AbortController();
+
+const positiveInt = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got "${value}"`);
+  return n;
+};
+const triple = (name: string) => (value: string): [number, number, number] => {
+  const parts = value.split(',').map(Number);
+  if (parts.length !== 3 || parts.some((p) => !Number.isFinite(p))) throw new InvalidArgumentError(`${name} must be three numbers r,g,b, got "${value}"`);
+  return parts as [number, number, number];
+};
+
+/** Runs a command; errors print as one clear message, not a stack trace (set DEBUG=transformaly for the stack). */
+const action =
+  <A extends unknown[]>(fn: (...args: A) => Promise<void>) =>
+  async (...args: A) => {
+    process.once('SIGINT', () => {
+      progress.warn('interrupted: finishing the current step; finished cases and checkpoints are kept (rerun the same command to resume)');
+      abort.abort(new Error('interrupted'));
+      process.once('SIGINT', () => process.exit(130));
+    });
+    try {
+      await fn(...args);
+    } catch (error) {
+      if (abort.signal.aborted) {
+        process.stderr.write('stopped; rerun the same command to resume\n');
+        process.exit(130);
+      }
+      const e = error as Error;
+      process.stderr.write(`transformaly: ${process.env.DEBUG?.includes('transformaly') ? e.stack : e.message}\n`);
+      if (e.cause && process.env.DEBUG?.includes('transformaly')) process.stderr.write(`cause: ${(e.cause as Error).stack ?? e.cause}\n`);
+      process.exit(1);
+    }
+  };
+
+const program = new Command('transformaly')
+  .description('Semantic image anomaly detection with pretrained Vision Transformers (Transformaly)')
+  .showHelpAfterError();
+
+program
+  .command('run')
+  .description('fit, score and evaluate every protocol case of the config; writes results/<run-id>/')
+  .option('-c, --config <file>', 'config file (default: transformaly.config.* in the current folder)')
+  .option('--run-id <id>', 'name of the run folder (default: derived from the resolved config)')
+  .action(action((options: { config?: string; runId?: string }) => runCommand(options, progress, abort.signal)));
+
+program
+  .command('fit')
+  .description("fit one detector on the config's normal images and save it")
+  .option('-c, --config <file>', 'config file')
+  .option('-o, --out <dir>', 'detector folder to write')
+  .option('--resume', 'continue from the last training checkpoint')
+  .action(action((options: { config?: string; out?: string; resume?: boolean }) => fitCommand(options, progress, abort.signal)));
+
+program
+  .command('score')
+  .description('score images with a saved detector (no retraining)')
+  .argument('<inputs...>', 'image files or folders')
+  .requiredOption('-d, --detector <dir>', 'detector folder written by fit or run')
+  .option('-o, --out <file>', 'CSV file to write (default: stdout)')
+  .action(action((inputs: string[], options: { detector: string; out?: string }) => scoreCommand(inputs, options, progress)));
+
+program
+  .command('embed')
+  .description('write the pre-trained ViT features of images to a .npy file')
+  .argument('<inputs...>', 'image files or folders')
+  .requiredOption('--checkpoint <ref>', 'safetensors file, checkpoint folder, or Hugging Face hub id')
+  .requiredOption('-o, --out <file>', 'features .npy to write (paths go to <name>.paths.txt)')
+  .option('--heads <n>', 'attention heads (timm checkpoints without a config)', positiveInt('--heads'))
+  .option('--image-size <n>', 'input size in pixels', positiveInt('--image-size'))
+  .option('--mean <r,g,b>', 'normalisation mean', triple('--mean'))
+  .option('--std <r,g,b>', 'normalisation std', triple('--std'))
+  .addOption(new Option('--runtime <name>', 'runtime').choices(['onnx']).default('onnx'))
+  .option('--batch <n>', 'images per batch', positiveInt('--batch'), 8)
+  .option('--threads <n>', 'intra-op threads', positiveInt('--threads'))
+  .option('--cache-dir <dir>', 'hub cache folder (default: the HF_HOME convention)')
+  .option('--offline', 'use only the hub cache')
+  .action(action((inputs: string[], options: Parameters<typeof embedCommand>[1]) => embedCommand(inputs, options, progress)));
+
+program
+  .command('eval')
+  .description('recompute AUROC and average precision from a scores.csv')
+  .argument('<scores>', 'scores.csv written by run')
+  .option('-o, --out <file>', 'write the metrics as JSON')
+  .action(action((file: string, options: { out?: string }) => evalCommand(file, options)));
+
+program
+  .command('plugins')
+  .description('list built-in stages and installed plugins with their options')
+  .option('-c, --config <file>', 'also load the plugins this config names')
+  .action(action((options: { config?: string }) => pluginsCommand(options)));
+
+await program.parseAsync(process.argv);

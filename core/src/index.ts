@@ -16,3 +16,27 @@ export * from './data/index.js';
 export * from './metrics/index.js';
 export * from './persistence/index.js';
 export * from './onnx/index.js';
+export * from './combine/index.js';
+export * from './io/npy.js';
+export { ConsoleProgress, SilentProgress, formatDuration, type ConsoleProgressOptions } from './progress.js';
+export { defineConfig, loadConfigFile, ConfigFileError, CONFIG_FILE_NAMES } from './config/load.js';
+export { ConfigError, type ConfigIssue, compileSchema } from './config/validate.js';
+export { resolveConfig, CONFIG_DEFAULTS, STAGE_SLOTS } from './config/resolve.js';
+export { coreConfigSchema } from './config/schema.js';
+export { loadPlugin, PluginError, PLUGIN_ALIASES } from './plugins/loader.js';
+export { BUILTIN_PLUGINS } from './plugins/builtins.js';
+export { createPipeline, createPipelineFromFile, Pipeline, type PipelineOptions } from './pipeline/compose.js';
+export { Detector, quantile, epochOrder, type DetectorParts, type DetectorSettings, type DetectorScores, type FitSummary } from './pipeline/detector.js';
+export {
+  runProtocol,
+  runIdOf,
+  formatRunTable,
+  evaluateScoresCsv,
+  parseCsv,
+  csvField,
+  SCORES_CSV_HEADER,
+  type CaseResult,
+  type RunResults,
+} from './pipeline/run.js';
+export { packageVersions } from './pipeline/versions.js';
+export * from './distill/index.js';

@@ -217,6 +217,50 @@ export interface Distiller {
   importState(state: StageState): void;
 }
 
+/** The shape of one student: a pre-norm ViT block like the teacher's block it learns to reproduce. */
+export interface BlockSpec {
+  width: number;
+  heads: number;
+  mlpDim: number;
+  layerNormEps: number;
+  qkvBias: boolean;
+  /** Tokens per image (patches + CLS). */
+  tokens: number;
+}
+
+/** Adam hyper-parameters, as torch.optim.Adam (no weight decay). */
+export interface AdamSettings {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+}
+
+/**
+ * One student block under training. Weights use the timm names and torch layouts of `Backbone.blockWeights`
+ * (`norm1.weight`, `attn.qkv.weight` [3D, D], `mlp.fc1.weight` [M, D], ...). Inputs and targets are [N, tokens, width].
+ */
+export interface StudentTrainer {
+  readonly spec: BlockSpec;
+  /** One training step on a batch: forward, MSE over all tokens and channels, gradients, Adam update. Returns the loss before the update. */
+  step(input: Tensor, target: Tensor): Promise<number>;
+  /** Loss and gradients without updating anything (for checks against an independent autograd). */
+  lossAndGradients(input: Tensor, target: Tensor): Promise<{ loss: number; gradients: Record<string, Tensor> }>;
+  /** Per image: the mean over tokens and channels of (student(input) - target)^2. */
+  discrepancy(input: Tensor, target: Tensor): Promise<Float64Array>;
+  /** Current weights by name. */
+  weights(): Record<string, Tensor>;
+  /** Weights, Adam moments and step count, for checkpoints; `importState` restores them exactly. */
+  exportState(): StageState;
+  importState(state: StageState): void;
+  dispose(): Promise<void>;
+}
+
+/** A runtime that can train students (onnxruntime through explicit backward graphs, tfjs through its autodiff). */
+export interface TrainableRuntime extends Runtime {
+  createStudentTrainer(spec: BlockSpec, initialWeights: Record<string, Tensor>, adam: AdamSettings): Promise<StudentTrainer>;
+}
+
 // ---------------------------------------------------------------------------
 // Progress
 // ---------------------------------------------------------------------------
@@ -292,4 +336,22 @@ export interface TransformalyConfig {
   outputDir?: string;
   /** Extra plugins to load (e.g. a third-party stage referenced by name elsewhere). */
   plugins?: string[];
+}
+
+/** The config after validation: defaults filled in, every stage a `StageRef`, paths absolute. */
+export interface ResolvedConfig {
+  data: StageRef;
+  protocol: { mode: 'unimodal' | 'multimodal'; classes: 'all' | string[] };
+  backbone: StageRef;
+  runtime: StageRef;
+  distiller: StageRef | false;
+  scorers: { pretrained: StageRef; finetuned: StageRef };
+  combiner: StageRef;
+  batchSize: number;
+  skipBadFiles: boolean;
+  seed: number;
+  validationFraction: number;
+  threshold: { quantile: number } | { contamination: number };
+  outputDir: string;
+  plugins: string[];
 }

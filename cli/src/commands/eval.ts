@@ -1,0 +1,15 @@
+import { readFile } from 'node:fs/promises';
+import { evaluateScoresCsv, formatTable, writeFileAtomic } from '@transformaly/core';
+
+/** Recomputes per-case AUROC and average precision from a scores.csv written by `run`. */
+export async function evalCommand(file: string, options: { out?: string }): Promise<void> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new Error(`${file}: cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  const evaluation = evaluateScoresCsv(text, file);
+  process.stdout.write(`AUROC (%)\n${formatTable(evaluation.auroc, { percent: true })}\n\naverage precision (%)\n${formatTable(evaluation.averagePrecision, { percent: true })}\n`);
+  if (options.out) await writeFileAtomic(options.out, JSON.stringify(evaluation, null, 2));
+}
