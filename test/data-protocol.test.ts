@@ -126,6 +126,27 @@ describe('makeCases', () => {
     expect(multi.train.length).toBe(54000);
     expect(multi.test.filter((t) => t.anomalous).length).toBe(1000);
   });
+
+  it('caps training and per-class test images with a seeded choice that keeps the source order', async () => {
+    const fashion = new IdxSource({ dir: '/usr/share/datasets/fashion-mnist', classNames: 'fashion-mnist' });
+    const options = { mode: 'unimodal' as const, classes: ['Trouser', 'Bag'], limit: { train: 50, testPerClass: 20 }, seed: 7 };
+    const [trouser, bag] = await makeCases(fashion, options);
+    expect(trouser.train).toHaveLength(50);
+    expect(trouser.train.every((item) => item.label === 'Trouser')).toBe(true);
+    expect(trouser.test).toHaveLength(200);
+    const perLabel = new Map<string, number>();
+    for (const t of trouser.test) perLabel.set(t.item.label, (perLabel.get(t.item.label) ?? 0) + 1);
+    expect([...perLabel.values()]).toEqual(Array(10).fill(20));
+    const index = (id: string) => Number(id.split('#')[1]);
+    const ids = trouser.train.map((item) => index(item.id));
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    // Every case scores the same test images, so that multimodal and unimodal tables compare like with like.
+    expect(bag.test.map((t) => t.item.id)).toEqual(trouser.test.map((t) => t.item.id));
+    const again = await makeCases(fashion, options);
+    expect(again[0].train.map((i) => i.id)).toEqual(trouser.train.map((i) => i.id));
+    const other = await makeCases(fashion, { ...options, seed: 8 });
+    expect(other[0].train.map((i) => i.id)).not.toEqual(trouser.train.map((i) => i.id));
+  });
 });
 
 describe('heldOutSplit', () => {

@@ -312,6 +312,8 @@ export interface TransformalyConfig {
     mode: 'unimodal' | 'multimodal';
     /** Classes to run a case for; all classes when absent. */
     classes?: 'all' | string[];
+    /** Caps for quick runs: normal training images per case, test images per class (a seeded choice). */
+    limit?: { train?: number; testPerClass?: number };
   };
   backbone: StageRef;
   runtime?: StageRef;
@@ -341,7 +343,7 @@ export interface TransformalyConfig {
 /** The config after validation: defaults filled in, every stage a `StageRef`, paths absolute. */
 export interface ResolvedConfig {
   data: StageRef;
-  protocol: { mode: 'unimodal' | 'multimodal'; classes: 'all' | string[] };
+  protocol: { mode: 'unimodal' | 'multimodal'; classes: 'all' | string[]; limit?: { train?: number; testPerClass?: number } };
   backbone: StageRef;
   runtime: StageRef;
   distiller: StageRef | false;

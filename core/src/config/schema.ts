@@ -28,6 +28,14 @@ export const coreConfigSchema: JsonSchema = {
         classes: {
           oneOf: [{ const: 'all' }, { type: 'array', items: { type: 'string' }, minItems: 1, uniqueItems: true }],
         },
+        limit: {
+          type: 'object',
+          properties: {
+            train: { type: 'integer', minimum: 2 },
+            testPerClass: { type: 'integer', minimum: 1 },
+          },
+          additionalProperties: false,
+        },
       },
       required: ['mode'],
       additionalProperties: false,

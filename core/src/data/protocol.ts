@@ -8,6 +8,30 @@ export interface CaseOptions {
   mode: 'unimodal' | 'multimodal';
   /** Classes to make a case for, in this order; all classes (in the source's order) when absent or `'all'`. */
   classes?: 'all' | string[];
+  /**
+   * Caps for quick runs on big data sets: at most `train` normal training images per case, and at most
+   * `testPerClass` test images of each label; chosen by a shuffle seeded with `seed`, in the source's order.
+   */
+  limit?: { train?: number; testPerClass?: number };
+  seed?: number;
+}
+
+/** At most `n` of `items`, a seeded choice that keeps their order. */
+function subsample<T>(items: readonly T[], n: number | undefined, seed: number): T[] {
+  if (n === undefined || items.length <= n) return [...items];
+  const keep = new Uint8Array(items.length);
+  const order = seededPermutation(items.length, seed);
+  for (let i = 0; i < n; i++) keep[order[i]] = 1;
+  return items.filter((_, i) => keep[i]);
+}
+
+function limitTest(test: ImageItem[], perClass: number | undefined, seed: number): ImageItem[] {
+  if (perClass === undefined) return test;
+  const byLabel = new Map<string, number[]>();
+  test.forEach((item, i) => (byLabel.get(item.label) ?? byLabel.set(item.label, []).get(item.label)!).push(i));
+  const keep = new Uint8Array(test.length);
+  for (const indices of byLabel.values()) for (const i of subsample(indices, perClass, seed)) keep[i] = 1;
+  return test.filter((_, i) => keep[i]);
 }
 
 function selectClasses(available: string[], wanted: CaseOptions['classes']): string[] {
@@ -57,7 +81,9 @@ export async function makeCases(source: ImageSource, options: CaseOptions): Prom
   if (mode !== 'unimodal' && mode !== 'multimodal') {
     throw new Error(`protocol mode must be 'unimodal' or 'multimodal', got ${JSON.stringify(mode)}`);
   }
-  const [available, train, test] = await Promise.all([source.classes(), source.items('train'), source.items('test')]);
+  const [available, train, allTest] = await Promise.all([source.classes(), source.items('train'), source.items('test')]);
+  const seed = options.seed ?? 0;
+  const test = limitTest(allTest, options.limit?.testPerClass, seed);
   if (source instanceof NormalAbnormalSource) {
     if (mode === 'multimodal') {
       throw new DataSourceError(
@@ -67,7 +93,7 @@ export async function makeCases(source: ImageSource, options: CaseOptions): Prom
     }
     selectClasses(available, options.classes);
     const labelled = test.map((item): LabelledItem => ({ item, anomalous: item.label !== 'normal' }));
-    return [checkCase({ id: 'folder/normal', mode: 'folder', className: 'normal', train, test: labelled })];
+    return [checkCase({ id: 'folder/normal', mode: 'folder', className: 'normal', train: subsample(train, options.limit?.train, seed), test: labelled })];
   }
   const known = new Set(available);
   return selectClasses(available, options.classes).map((className) => {
@@ -79,7 +105,7 @@ export async function makeCases(source: ImageSource, options: CaseOptions): Prom
       id: `${mode}/${className}`,
       mode,
       className,
-      train: train.filter(isNormal),
+      train: subsample(train.filter(isNormal), options.limit?.train, seed),
       test: test.map((item) => ({ item, anomalous: !isNormal(item) })),
     });
   });

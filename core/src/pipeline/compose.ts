@@ -95,8 +95,8 @@ export class Pipeline {
 
   /** The protocol cases of the config's data set: one per listed class. */
   async cases(): Promise<ProtocolCase[]> {
-    const { mode, classes } = this.config.protocol;
-    return makeCases(await this.source(), { mode, classes });
+    const { mode, classes, limit } = this.config.protocol;
+    return makeCases(await this.source(), { mode, classes, limit, seed: this.config.seed });
   }
 
   /** A new, unfitted detector with fresh stages. */
