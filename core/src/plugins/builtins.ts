@@ -1,5 +1,6 @@
 import { ContainerModule } from 'inversify';
 import { sumCombinerPlugin, zscoreCombinerPlugin } from '../combine/index.js';
+import { distillerPlugin } from '../distill/index.js';
 import {
   CifarSource,
   cifar10SourceSchema,
@@ -33,6 +34,7 @@ export const BUILTIN_PLUGINS: ReadonlyMap<string, TransformalyPlugin> = new Map<
   ['idx', sourcePlugin('idx', 'MNIST / Fashion-MNIST IDX files, gzipped or raw', idxSourceSchema, (o: any) => new IdxSource(o))],
   ['cifar10', sourcePlugin('cifar10', 'CIFAR-10 binary batches', cifar10SourceSchema, (o: any) => new CifarSource({ ...o, variant: 'cifar10' }))],
   ['cifar100', sourcePlugin('cifar100', 'CIFAR-100 binary files (20 coarse classes by default)', cifar100SourceSchema, (o: any) => new CifarSource({ ...o, variant: 'cifar100' }))],
+  ['transformaly', distillerPlugin],
   ['sum', sumCombinerPlugin],
   ['zscore', zscoreCombinerPlugin],
 ]);

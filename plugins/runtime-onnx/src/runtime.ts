@@ -5,15 +5,19 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { writeFileAtomic } from '@transformaly/core';
 import type {
+  AdamSettings,
+  BlockSpec,
   Device,
   InferenceSession,
   OnnxModel,
   ProgressReporter,
-  Runtime,
   SessionOptions,
+  StudentTrainer,
   Tensor,
+  TrainableRuntime,
 } from '@transformaly/core';
 import { missingCudaProvider, probeCuda } from './cuda.js';
+import { createOnnxStudentTrainer } from './training/index.js';
 
 export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
 
@@ -47,7 +51,7 @@ function warnTo(progress: ProgressReporter | undefined, message: string): void {
 }
 
 /** onnxruntime-node as a Transformaly `Runtime`: CPU always, CUDA when its provider is installed. */
-export class OnnxRuntime implements Runtime {
+export class OnnxRuntime implements TrainableRuntime {
   readonly name = 'onnx';
   readonly threads: number;
   readonly interOpThreads: number | undefined;
@@ -122,6 +126,22 @@ export class OnnxRuntime implements Runtime {
     }
     if (this.memoryArena !== undefined) options.enableCpuMemArena = this.memoryArena;
     return options;
+  }
+
+  /** A student block trained with explicit forward and backward graphs on this runtime's device and threads. */
+  async createStudentTrainer(spec: BlockSpec, initialWeights: Record<string, Tensor>, adam: AdamSettings): Promise<StudentTrainer> {
+    await this.ensureDevice();
+    return createOnnxStudentTrainer(
+      {
+        threads: this.threads,
+        // The trainer's own default (arena off) keeps peak memory lower at the same speed, unless the config says otherwise.
+        memoryArena: this.memoryArena,
+        executionProviders: this.currentDevice === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
+      },
+      spec,
+      initialWeights,
+      adam,
+    );
   }
 
   async createSession(model: OnnxModel, options: SessionOptions = {}): Promise<InferenceSession> {
