@@ -1,8 +1,8 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { BUILTIN_PLUGINS, ConfigError, ConfigFileError, loadConfigFile, resolveConfig, type TransformalyConfig } from '@transformaly/core';
 
 const dir = mkdtempSync(join(tmpdir(), 'transformaly-config-'));
@@ -105,12 +105,16 @@ describe('config validation', () => {
   });
 });
 
+const cleanup: string[] = [];
+afterAll(() => cleanup.forEach((folder) => rmSync(folder, { recursive: true, force: true })));
+
 describe('config files', () => {
   it('finds transformaly.config.ts in a folder and loads it with defineConfig through jiti', async () => {
     // Inside the repo, so that the config's import of @transformaly/core resolves as in a user's project.
     const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
     mkdirSync(fixtures, { recursive: true });
     const folder = mkdtempSync(join(fixtures, 'config-ts-'));
+    cleanup.push(folder);
     writeFileSync(
       join(folder, 'transformaly.config.ts'),
       `import { defineConfig } from '@transformaly/core';\nconst size: number = 8;\nexport default defineConfig({ data: { use: 'folder', options: { root: './imgs' } }, backbone: 'vit', batchSize: size });\n`,

@@ -307,7 +307,7 @@ export interface StageRef<Options = Record<string, unknown>> {
 /** `transformaly.config.ts`: every stage is a `StageRef`; built-in names need no install. */
 export interface TransformalyConfig {
   /** Image source: `folder`, `normal-abnormal`, `idx`, `cifar10`, `cifar100`, or a plugin. */
-  data: StageRef;
+  data: StageRef | string;
   protocol?: {
     mode: 'unimodal' | 'multimodal';
     /** Classes to run a case for; all classes when absent. */
@@ -315,16 +315,16 @@ export interface TransformalyConfig {
     /** Caps for quick runs: normal training images per case, test images per class (a seeded choice). */
     limit?: { train?: number; testPerClass?: number };
   };
-  backbone: StageRef;
-  runtime?: StageRef;
+  backbone: StageRef | string;
+  runtime?: StageRef | string;
   /** `false` keeps only the pre-trained feature space. */
-  distiller?: StageRef | false;
+  distiller?: StageRef | string | false;
   scorers?: {
-    pretrained?: StageRef;
-    finetuned?: StageRef;
+    pretrained?: StageRef | string;
+    finetuned?: StageRef | string;
   };
   /** `sum` (the paper) or `zscore`. */
-  combiner?: StageRef;
+  combiner?: StageRef | string;
   /** Images per batch for decoding and the backbone. */
   batchSize?: number;
   /** List and skip files that cannot be decoded instead of stopping. */
