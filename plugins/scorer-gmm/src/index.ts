@@ -1,1 +1,3 @@
-export {};
+export { GmmScorer, type GmmScorerOptions, type GmmInit } from './gmm.js';
+export { plugin, gmmOptionsSchema } from './plugin.js';
+export { plugin as default } from './plugin.js';
