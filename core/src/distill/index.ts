@@ -1,0 +1,6 @@
+// Public surface of core/src/distill (re-exported from core/src/index.ts).
+export { TransformalyDistiller } from './distiller.js';
+export { distillerPlugin } from './plugin.js';
+export { distillerOptionsSchema, selectBlocks, type BlockSelection, type DistillerOptions, type ResolvedDistillerOptions } from './options.js';
+export { initStudentWeights, studentShapes, studentSeed } from './init.js';
+export { CHECKPOINT_FILE, readCheckpoint, type Checkpoint, type LossHistory, type StudentCheckpoint } from './checkpoint.js';
