@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPipelineFromFile, runIdOf, type ProgressReporter } from '@transformaly/core';
 
@@ -15,14 +16,12 @@ export async function fitCommand(options: { config?: string; out?: string; resum
     const [protocolCase] = cases;
     const out = options.out ?? join(pipeline.config.outputDir, 'detectors', protocolCase.id.replace(/[^A-Za-z0-9._-]+/g, '_'));
     const checkpointDir = join(pipeline.config.outputDir, runIdOf(pipeline.config), 'checkpoints', protocolCase.id.replace(/[^A-Za-z0-9._-]+/g, '_'));
-    if (!options.resume) {
-      const { rm } = await import('node:fs/promises');
-      await rm(checkpointDir, { recursive: true, force: true });
-    }
+    if (!options.resume) await rm(checkpointDir, { recursive: true, force: true });
     const detector = await pipeline.createDetector();
     progress.info(`fitting ${protocolCase.id} on ${protocolCase.train.length} normal images`);
     const summary = await detector.fit(protocolCase.train, { checkpointDir, signal });
     await pipeline.saveDetector(detector, out, { caseId: protocolCase.id });
+    await rm(checkpointDir, { recursive: true, force: true });
     process.stdout.write(
       `detector: ${out}\nfitted on ${summary.fitImages} images, threshold ${summary.threshold.toPrecision(6)} calibrated on ${summary.heldOutImages} held-out images\n`,
     );

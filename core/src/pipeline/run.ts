@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { evaluateScores, formatTable, summarizeCases, type CaseSummary } from '../metrics/index.js';
@@ -69,10 +69,8 @@ export async function runProtocol(pipeline: Pipeline, options: { runDir: string;
     progress.info(`case ${index + 1}/${cases.length} ${protocolCase.id}: ${protocolCase.train.length} normal training images, ${protocolCase.test.length} test images`);
     const detector = await pipeline.createDetector();
     const t0 = performance.now();
-    const fit = await detector.fit(
-      protocolCase.train.map((i) => i),
-      { checkpointDir: join(runDir, 'checkpoints', caseFileName(protocolCase.id)), signal },
-    );
+    const checkpointDir = join(runDir, 'checkpoints', caseFileName(protocolCase.id));
+    const fit = await detector.fit(protocolCase.train, { checkpointDir, signal });
     const t1 = performance.now();
     const scores = await detector.score(protocolCase.test.map((t) => t.item), `scoring test images of ${protocolCase.id}`);
     const t2 = performance.now();
@@ -102,6 +100,8 @@ export async function runProtocol(pipeline: Pipeline, options: { runDir: string;
     await writeFileAtomic(join(caseDir, 'scores.csv'), scoresCsv(protocolCase.id, scores, anomalous, labelById));
     // Written last: its presence marks the case as finished.
     await writeFileAtomic(resultFile, JSON.stringify(result, null, 2));
+    // The saved detector holds the best students; the training checkpoint (about 1 GB for ViT-B) is no longer needed.
+    await rm(checkpointDir, { recursive: true, force: true });
     const line = Object.entries(metrics).map(([space, m]) => `${space} ${m.auroc.toFixed(4)}`).join(', ');
     progress.info(`case ${protocolCase.id}: AUROC ${line}`);
     results.push(result);
