@@ -63,6 +63,8 @@ describe('plugin loading', () => {
     expect(plugin.name).toBe('mean-distance-scorer');
     const pipeline = await createPipeline({ ...base, scorers: { pretrained: { use: meanScorer, options: { scale: 2 } } } }, { baseDir: dir });
     expect(pipeline.config.scorers.pretrained.options).toEqual({ scale: 2 });
+    // Made absolute, so that a detector saved with this config can be scored from any folder.
+    expect(pipeline.config.scorers.pretrained.use).toBe(join(dir, 'mean-scorer.ts'));
     const error = await createPipeline({ ...base, scorers: { pretrained: { use: meanScorer, options: { scale: -1, sharpness: 1 } } } }, { baseDir: dir }).catch((e) => e);
     expect(error).toBeInstanceOf(ConfigError);
     expect(error.message).toMatch(/2 problems/);
@@ -99,6 +101,16 @@ describe('plugin loading', () => {
     expect(error.message).toMatch(/scorers\.pretrained\.use: found "\.\/empty\.ts", expected a plugin that provides a density scorer, but "empty" binds nothing/);
     const extra = await createPipeline({ ...base, plugins: [ref] }, { baseDir: dir }).catch((e) => e);
     expect(extra.message).toMatch(/plugins\[0\]: .*binds nothing/);
+  });
+
+  it('names a plugin whose options schema is not a valid schema', async () => {
+    const ref = write(
+      'typo-schema.ts',
+      `import { ContainerModule } from 'inversify';\nimport { TOKENS } from '@transformaly/core';\nexport default { name: 'typo', optionsSchema: { type: 'object', properties: { k: { type: 'integer', minimun: 1 } } }, register: () => new ContainerModule(({ bind }) => { bind(TOKENS.FeatureCombiner).toConstantValue({}); }) };\n`,
+    );
+    await expect(createPipeline({ ...base, combiner: ref }, { baseDir: dir })).rejects.toThrow(
+      /combiner\.use: .*a plugin whose optionsSchema is a valid JSON schema \("typo": .*minimun/,
+    );
   });
 
   it('names a plugin whose register() throws', async () => {

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { loadPlugin, PluginError, probeBindings } from '../plugins/loader.js';
+import { isPathReference, loadPlugin, PluginError, probeBindings } from '../plugins/loader.js';
 import { TOKENS, type TokenName } from '../tokens.js';
 import type { JsonSchema, ResolvedConfig, StageRef, TransformalyPlugin } from '../types.js';
 import { coreConfigSchema } from './schema.js';
@@ -71,9 +71,17 @@ export async function resolveConfig(
       issues.push({ path: `${slot.path}.use`, found: useRef, expected: `a loadable plugin (${messageOf(error)})` });
       continue;
     }
+    // A saved detector's config is reused from other folders (`transformaly score`): keep plugin files findable.
+    if (isPathReference(useRef)) ref.use = resolve(options.baseDir, useRef);
     const pluginOptions = (ref.options ??= {});
     const schema = strictOptionsSchema(plugin.optionsSchema);
-    const optionIssues = validateAgainst(schema, pluginOptions, `${slot.path}.options`, options.baseDir);
+    let optionIssues: ConfigIssue[];
+    try {
+      optionIssues = validateAgainst(schema, pluginOptions, `${slot.path}.options`, options.baseDir);
+    } catch (error) {
+      issues.push({ path: `${slot.path}.use`, found: useRef, expected: `a plugin whose optionsSchema is a valid JSON schema ("${plugin.name}": ${messageOf(error)})` });
+      continue;
+    }
     issues.push(...optionIssues);
     if (optionIssues.length > 0) continue;
     try {
@@ -97,6 +105,7 @@ export async function resolveConfig(
     if (typeof ref !== 'string') continue;
     try {
       const plugin = await loadPlugin(ref, options);
+      if (isPathReference(ref)) config.plugins[i] = resolve(options.baseDir, ref);
       const bound = await probeBindings(ref, plugin, {});
       if (bound.length === 0) throw new PluginError(ref, `binds nothing (expected it to bind one of ${Object.keys(TOKENS).join(', ')})`);
       extraPlugins.push({ ref, plugin });
