@@ -1,0 +1,135 @@
+import { OnnxGraph, onnxAttr, serializeOnnxModel, type OnnxExternalDataOptions, type OnnxModel, type Tensor } from '@transformaly/core';
+import { checkArch, gridOf, type VitArch, type VitWeights } from './arch.js';
+
+/** Name of the graph input: preprocessed pixels [N, 3, H, W]. */
+export const PIXELS = 'pixels';
+/** Name of the graph output holding the final-LayerNorm CLS token [N, width]. */
+export const FEATURES = 'features';
+/** Name of the graph output holding the input of block `i` (the output of block `i - 1`), [N, tokens, width]. */
+export const hiddenName = (i: number): string => `hidden_${i}`;
+
+/**
+ * The ViT as an ONNX graph (opset 17). Hidden states are kept as [N * tokens, width] matrices so that every linear
+ * layer is one Gemm (bias included) against a constant weight; only attention goes through [N, heads, tokens, head]
+ * views, as batched MatMuls. The 1/sqrt(head) attention scale is folded into the query weights. GELU is the exact erf
+ * form, written as the pattern onnxruntime fuses into one kernel.
+ */
+export function buildVitGraph(arch: VitArch, weights: VitWeights): OnnxGraph {
+  checkArch(arch);
+  const { width: d, heads, patchSize: p } = arch;
+  const { rows, cols, tokens } = gridOf(arch);
+  const patches = rows * cols;
+  const headDim = d / heads;
+  const g = new OnnxGraph('vit');
+  const w = (name: string): Tensor => {
+    const t = weights.get(name);
+    if (!t) throw new Error(`ViT graph: weight "${name}" is missing`);
+    return t;
+  };
+  const init = (name: string, tensor: Tensor) => g.initializer(name, { dims: tensor.dims, data: tensor.data });
+
+  const pixels = g.input(PIXELS, 'float32', ['N', 3, arch.imageSize[0], arch.imageSize[1]]);
+
+  // Patch embedding: a strided convolution, then [N, D, rows, cols] -> [N, patches, D].
+  const conv = g.op('Conv', [pixels, init('patch_embed.weight', w('patch_embed.proj.weight')), init('patch_embed.bias', w('patch_embed.proj.bias'))], {
+    kernel_shape: [p, p],
+    strides: [p, p],
+  });
+  const embedded = g.op('Transpose', [g.op('Reshape', [conv, g.int64s([0, d, patches])])], { perm: [0, 2, 1] });
+  // Position embeddings: the patch part is added here; the CLS part is pre-added to the CLS token.
+  const pos = w('pos_embed').data;
+  const cls = w('cls_token').data;
+  const clsPos = new Float32Array(d);
+  for (let j = 0; j < d; j++) clsPos[j] = cls[j] + pos[j];
+  const patchPos = init('pos_embed.patches', { dims: [patches, d], data: pos.slice(d) });
+  const positioned = g.op('Add', [embedded, patchPos]);
+  const batch = g.op('Shape', [pixels], { start: 0, end: 1 });
+  const clsShape = g.op('Concat', [batch, g.int64s([1, d])], { axis: 0 });
+  const clsRows = g.op('Expand', [init('cls_token.positioned', { dims: [1, 1, d], data: clsPos }), clsShape]);
+  const hidden0 = g.op('Concat', [clsRows, positioned], { axis: 1 }, { output: hiddenName(0) });
+  g.output(hidden0, 'float32', ['N', tokens, d]);
+
+  const flatShape = g.int64s([-1, d]);
+  const tokensShape = g.int64s([-1, tokens, d]);
+  const headsShape = g.int64s([-1, tokens, heads, headDim]);
+  let x = g.op('Reshape', [hidden0, flatShape]);
+  for (let i = 0; i < arch.depth; i++) {
+    x = block(g, arch, weights, i, x, { headsShape, flatShape, headDim });
+    g.output(g.op('Reshape', [x, tokensShape], {}, { output: hiddenName(i + 1) }), 'float32', ['N', tokens, d]);
+  }
+
+  // The final LayerNorm acts per token, so normalising only the CLS rows gives the same features.
+  const last = hiddenName(arch.depth);
+  const clsToken = g.op('Gather', [last, g.scalar(0, 'int64')], { axis: 1 });
+  g.op('LayerNormalization', [clsToken, init('norm.weight', w('norm.weight')), init('norm.bias', w('norm.bias'))], { axis: -1, epsilon: onnxAttr.float(arch.layerNormEps) }, { output: FEATURES });
+  g.output(FEATURES, 'float32', ['N', d]);
+  return g;
+}
+
+function block(
+  g: OnnxGraph,
+  arch: VitArch,
+  weights: VitWeights,
+  i: number,
+  x: string,
+  shapes: { headsShape: string; flatShape: string; headDim: number },
+): string {
+  const { width: d, mlpDim: m } = arch;
+  const name = (suffix: string) => `blocks.${i}.${suffix}`;
+  const w = (suffix: string): Tensor => {
+    const t = weights.get(name(suffix));
+    if (!t) throw new Error(`ViT graph: weight "${name(suffix)}" is missing`);
+    return t;
+  };
+  const eps = onnxAttr.float(arch.layerNormEps);
+  const layerNorm = (input: string, norm: string) =>
+    g.op('LayerNormalization', [input, g.initializer(name(`${norm}.weight`), w(`${norm}.weight`)), g.initializer(name(`${norm}.bias`), w(`${norm}.bias`))], { axis: -1, epsilon: eps });
+  // torch's [out, in] weights are used as they are (transB): onnxruntime packs constant B operands once at load.
+  const linear = (input: string, label: string, weight: Float32Array, bias: Float32Array | undefined, outDim: number, inDim: number, scale = 1) => {
+    const wName = g.initializer(name(`${label}.weight`), { dims: [outDim, inDim], data: scale === 1 ? weight : weight.map((v) => v * scale) });
+    if (!bias) return g.op('Gemm', [input, wName], { transB: 1 });
+    const bName = g.initializer(name(`${label}.bias`), { dims: [outDim], data: scale === 1 ? bias : bias.map((v) => v * scale) });
+    return g.op('Gemm', [input, wName, bName], { transB: 1 });
+  };
+
+  // Attention.
+  const h = layerNorm(x, 'norm1');
+  const qkvW = w('attn.qkv.weight').data;
+  const qkvB = arch.qkvBias ? w('attn.qkv.bias').data : undefined;
+  const part = (k: number) => ({ weight: qkvW.subarray(k * d * d, (k + 1) * d * d), bias: qkvB?.subarray(k * d, (k + 1) * d) });
+  const [q, k, v] = [0, 1, 2].map((j) => {
+    const { weight, bias } = part(j);
+    const label = ['attn.q', 'attn.k', 'attn.v'][j];
+    return linear(h, label, weight, bias, d, d, j === 0 ? 1 / Math.sqrt(shapes.headDim) : 1);
+  });
+  const split = (value: string, perm: number[]) => g.op('Transpose', [g.op('Reshape', [value, shapes.headsShape])], { perm });
+  const qh = split(q, [0, 2, 1, 3]); // [N, H, T, hd]
+  const kh = split(k, [0, 2, 3, 1]); // [N, H, hd, T]
+  const vh = split(v, [0, 2, 1, 3]); // [N, H, T, hd]
+  const probs = g.op('Softmax', [g.op('MatMul', [qh, kh])], { axis: -1 });
+  const context = g.op('Reshape', [g.op('Transpose', [g.op('MatMul', [probs, vh])], { perm: [0, 2, 1, 3] }), shapes.flatShape]);
+  const attn = linear(context, 'attn.proj', w('attn.proj.weight').data, w('attn.proj.bias').data, d, d);
+  const x1 = g.op('Add', [x, attn]);
+
+  // MLP with exact GELU: 0.5 * a * (1 + erf(a / sqrt 2)).
+  const h2 = layerNorm(x1, 'norm2');
+  const a = linear(h2, 'mlp.fc1', w('mlp.fc1.weight').data, w('mlp.fc1.bias').data, m, d);
+  const erf = g.op('Erf', [g.op('Div', [a, g.scalar(Math.SQRT2)])]);
+  const gelu = g.op('Mul', [g.op('Mul', [a, g.op('Add', [erf, g.scalar(1)])]), g.scalar(0.5)]);
+  const out = linear(gelu, 'mlp.fc2', w('mlp.fc2.weight').data, w('mlp.fc2.bias').data, d, m);
+  return g.op('Add', [x1, out]);
+}
+
+export interface VitModelOptions {
+  /** Where weights go if they exceed protobuf's limit (or `externalData.threshold`). */
+  externalData?: OnnxExternalDataOptions;
+}
+
+/** Builds and serialises the ViT graph. */
+export async function buildVitModel(arch: VitArch, weights: VitWeights, options: VitModelOptions = {}): Promise<OnnxModel> {
+  return serializeOnnxModel(buildVitGraph(arch, weights), {
+    opset: 17,
+    externalData: options.externalData,
+    docString: 'Pre-norm Vision Transformer built by @transformaly/backbone-vit',
+  });
+}
