@@ -4,10 +4,9 @@ import { createHash } from 'node:crypto';
 import { copyFile, cp, mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Ajv } from 'ajv';
 import { Container } from 'inversify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readSafetensors, TOKENS, writeSafetensors, type ArrayEntry, type Backbone, type ProgressReporter, type Tensor } from '@transformaly/core';
+import { compileSchema, readSafetensors, TOKENS, writeSafetensors, type ArrayEntry, type Backbone, type ProgressReporter, type Tensor } from '@transformaly/core';
 import { OnnxRuntime } from '@transformaly/runtime-onnx';
 import vitPlugin, {
   hfPreprocess,
@@ -370,7 +369,7 @@ describe('ViTBackbone', () => {
 
 describe('plugin', () => {
   it('validates its options', () => {
-    const validate = new Ajv({ allErrors: true }).compile(vitPlugin.optionsSchema!);
+    const validate = compileSchema(vitPlugin.optionsSchema!);
     expect(validate({ checkpoint: 'google/vit-base-patch16-224', imageSize: 384, mean: [0.5, 0.5, 0.5], resample: 'bicubic', offline: true })).toBe(true);
     expect(validate({ random: { seed: 1, arch: 'ViT-S/16' } })).toBe(true);
     expect(validate({ random: { arch: { width: 64, depth: 2, heads: 2 } }, imageSize: [32, 48] })).toBe(true);

@@ -93,7 +93,7 @@ async function expectMatchesGolden(scorer: LedoitWolfScorer, c: GoldenCase): Pro
 describe('example plugin: Ledoit-Wolf scorer loaded by file path from the config', () => {
   it('is the scorer the config resolves, and matches sklearn LedoitWolf (more rows than columns, and fewer)', async () => {
     const pipeline = await plainPipeline();
-    expect(pipeline.config.scorers.pretrained).toEqual({ use: example, options: {} });
+    expect(pipeline.config.scorers.pretrained).toEqual({ use: join(root, example), options: {} });
     const tall = await resolvedScorer(pipeline);
     expect(tall.name).toBe('ledoit-wolf');
     expect(tall.constructor.name).toBe('LedoitWolfScorer');

@@ -14,6 +14,8 @@ export const optionsSchema: JsonSchema = {
     checkpoint: {
       type: 'string',
       minLength: 1,
+      // A relative path (./, ../, ~/) is relative to the config file; anything else may be a hub id.
+      resolvePath: 'explicit',
       description: 'A .safetensors file, a model.safetensors.index.json, a folder holding either, or a Hugging Face hub id (org/name).',
     },
     heads: { ...positiveInt, description: "Attention heads, where the checkpoint's config does not say (bare timm files)." },
@@ -25,7 +27,7 @@ export const optionsSchema: JsonSchema = {
     mean: triple('Per-channel mean (RGB, on the 0..1 scale); overrides the checkpoint config.'),
     std: triple('Per-channel std (RGB, on the 0..1 scale); overrides the checkpoint config.'),
     resample: { enum: ['bilinear', 'bicubic', 'nearest'], description: 'Resize filter; overrides the checkpoint config.' },
-    cacheDir: { type: 'string', description: 'Hugging Face hub cache folder (default: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub).' },
+    cacheDir: { type: 'string', resolvePath: true, description: 'Hugging Face hub cache folder (default: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub).' },
     offline: { type: 'boolean', description: 'Use only the hub cache, never the network.' },
     endpoint: { type: 'string', description: 'Hub URL (default HF_ENDPOINT or https://huggingface.co).' },
     revision: { type: 'string', description: 'Hub branch, tag or commit (default main).' },
