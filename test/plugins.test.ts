@@ -76,6 +76,9 @@ describe('plugin loading', () => {
     expect((await loadPlugin('gaussian', { baseDir: dir })).name).toBe('@transformaly/scorer-gaussian');
     expect((await loadPlugin('@transformaly/scorer-knn', { baseDir: dir })).name).toBe('@transformaly/scorer-knn');
     expect(BUILTIN_PLUGINS.get('folder')?.name).toBe('folder');
+    expect((await loadPlugin('tfjs', { baseDir: dir })).name).toBe('@transformaly/runtime-tfjs');
+    // A package subpath: the distiller whose students train on tfjs.
+    expect((await loadPlugin('transformaly-tfjs', { baseDir: dir })).optionsSchema).toBeDefined();
   });
 
   it('names a missing file', async () => {

@@ -2,8 +2,11 @@ import { readSafetensors } from '../io/safetensors.js';
 import { Rng } from '../numeric/rng.js';
 import type { BlockSpec, Tensor } from '../types.js';
 
-/** Shapes of one student's tensors, in the timm names and torch layouts of `Backbone.blockWeights`. */
-export function studentShapes(spec: BlockSpec): Record<string, number[]> {
+/**
+ * Shapes of one transformer block's tensors (a teacher's or a student's), in the timm names and torch layouts of
+ * `Backbone.blockWeights`: the one definition that backbones, trainers and the distiller share.
+ */
+export function studentShapes(spec: Pick<BlockSpec, 'width' | 'mlpDim' | 'qkvBias'>): Record<string, number[]> {
   const { width: d, mlpDim: m } = spec;
   const shapes: Record<string, number[]> = {
     'norm1.weight': [d],

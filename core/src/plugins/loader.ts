@@ -14,6 +14,7 @@ export const PLUGIN_ALIASES: Readonly<Record<string, string>> = {
   vit: '@transformaly/backbone-vit',
   onnx: '@transformaly/runtime-onnx',
   tfjs: '@transformaly/runtime-tfjs',
+  'transformaly-tfjs': '@transformaly/runtime-tfjs/students',
 };
 
 export class PluginError extends Error {

@@ -1,4 +1,4 @@
-import type { Tensor } from '@transformaly/core';
+import { studentShapes, type Tensor } from '@transformaly/core';
 
 /** Hyper-parameters of a standard pre-norm ViT (CLS token, learned absolute position embeddings, GELU MLP). */
 export interface VitArch {
@@ -61,23 +61,7 @@ export function expectedShapes(arch: VitArch): Map<string, number[]> {
 
 /** Shapes of one block's tensors, named as in `Backbone.blockWeights`. */
 export function blockShapes(arch: VitArch): Record<string, number[]> {
-  const { width: d, mlpDim: m } = arch;
-  const shapes: Record<string, number[]> = {
-    'norm1.weight': [d],
-    'norm1.bias': [d],
-    'attn.qkv.weight': [3 * d, d],
-    'attn.qkv.bias': [3 * d],
-    'attn.proj.weight': [d, d],
-    'attn.proj.bias': [d],
-    'norm2.weight': [d],
-    'norm2.bias': [d],
-    'mlp.fc1.weight': [m, d],
-    'mlp.fc1.bias': [m],
-    'mlp.fc2.weight': [d, m],
-    'mlp.fc2.bias': [d],
-  };
-  if (!arch.qkvBias) delete shapes['attn.qkv.bias'];
-  return shapes;
+  return studentShapes(arch);
 }
 
 /** Named sizes for random models and tests: the usual ViT family at 224 px. */

@@ -1,1 +1,21 @@
-export {};
+export { TfjsRuntime, type TfjsRuntimeOptions } from './runtime.js';
+export { BACKEND_NAMES, NATIVE_PACKAGES, wasmBinaryDir, type BackendChoice, type TfjsBackendName } from './backend.js';
+export { OPS as ONNX_OPS } from './onnx/ops.js';
+export {
+  createTfjsStudentTrainer,
+  trainingBytesPerImage,
+  wasmMicroBatch,
+  TRAINER_STATE_FORMAT,
+  WASM_WORKING_SET_BYTES,
+  type TfjsTrainerOptions,
+} from './training/trainer.js';
+export {
+  plugin,
+  optionsSchema,
+  studentsPlugin,
+  studentsOptionsSchema,
+  type TfjsRuntimePluginOptions,
+  type TfjsStudentsOptions,
+} from './plugin.js';
+import { plugin } from './plugin.js';
+export default plugin;

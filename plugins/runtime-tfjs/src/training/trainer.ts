@@ -1,0 +1,352 @@
+// The tfjs StudentTrainer: weights and Adam moments are tf variables on the runtime's backend; gradients come from
+// tfjs's autodiff (variableGrads), a batch larger than the micro-batch is split and its gradients accumulated, and
+// Adam is torch.optim.Adam's update written in tf ops.
+import * as tf from '@tensorflow/tfjs-core';
+import type { AdamSettings, ArrayEntry, BlockSpec, JsonObject, StageState, StudentTrainer, Tensor } from '@transformaly/core';
+import type { TfjsBackendName } from '../backend.js';
+import { checkBlockSpec, studentBlock, studentWeightShapes, type StudentBlock } from './block.js';
+
+/** `StageState.meta.format` of a trainer checkpoint: the onnxruntime trainer's, so checkpoints move between them. */
+export const TRAINER_STATE_FORMAT = 'transformaly.student-trainer.adam';
+
+const SPEC_FIELDS = ['width', 'heads', 'mlpDim', 'tokens', 'layerNormEps', 'qkvBias'] as const;
+
+/** Multiples of each activation shape alive at the peak of a training pass (see `trainingBytesPerImage`). */
+const TRAINING_ROW_FACTORS = { width: 24, mlp: 7, attention: 5 };
+
+/**
+ * Bytes of live tensors per image of a training pass, measured on a ViT-B block (tf.profile's peak over 197
+ * tokens, 768 wide, MLP 3072, 12 heads) and scaled by the terms that dominate it: [tokens, width] and
+ * [tokens, mlpDim] activations and [heads, tokens, tokens] attention maps.
+ */
+export function trainingBytesPerImage(spec: BlockSpec): number {
+  const { tokens: t, width: d, mlpDim: m, heads: h } = spec;
+  return 4 * (TRAINING_ROW_FACTORS.width * t * d + TRAINING_ROW_FACTORS.mlp * t * m + TRAINING_ROW_FACTORS.attention * h * t * t);
+}
+
+/**
+ * The wasm heap ends at 4 GiB (32-bit addresses) and fragments as it fills: a training pass is kept under half of
+ * it, and under what the tensors already alive (teacher weights, other students and their moments) leave of 80%.
+ */
+export const WASM_WORKING_SET_BYTES = 2 * 1024 ** 3;
+const WASM_HEAP_BYTES = 4 * 1024 ** 3;
+
+/** Images per training pass on wasm, with `liveBytes` of tensors already in the heap. */
+export function wasmMicroBatch(spec: BlockSpec, liveBytes: number): number {
+  const budget = Math.min(WASM_WORKING_SET_BYTES, 0.8 * WASM_HEAP_BYTES - liveBytes);
+  return Math.max(1, Math.floor(budget / trainingBytesPerImage(spec)));
+}
+
+export interface TfjsTrainerOptions {
+  /** Images per forward/backward pass; default: all, or on wasm as many as `wasmMicroBatch` allows. */
+  microBatch?: number;
+  backend: TfjsBackendName;
+  /** Makes the trainer's backend the engine's current one. */
+  activate: () => Promise<void>;
+  onDispose?: () => void;
+}
+
+function checkAdamSettings(adam: AdamSettings): void {
+  const check = (ok: boolean, field: string, expected: string, value: number) => {
+    if (!ok) throw new Error(`Adam settings: ${field} must be ${expected}, got ${String(value)}`);
+  };
+  check(Number.isFinite(adam.lr) && adam.lr >= 0, 'lr', 'a finite number >= 0', adam.lr);
+  check(Number.isFinite(adam.beta1) && adam.beta1 >= 0 && adam.beta1 < 1, 'beta1', 'in [0, 1)', adam.beta1);
+  check(Number.isFinite(adam.beta2) && adam.beta2 >= 0 && adam.beta2 < 1, 'beta2', 'in [0, 1)', adam.beta2);
+  check(Number.isFinite(adam.eps) && adam.eps >= 0, 'eps', 'a finite number >= 0', adam.eps);
+}
+
+function sameDims(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function toFloat32(data: ArrayEntry['data'], what: string): Float32Array {
+  if (data instanceof Float32Array) return data;
+  if (data instanceof Float64Array) return Float32Array.from(data);
+  throw new Error(`${what} must hold float32 values, got ${data.constructor.name}`);
+}
+
+/**
+ * Creates a trainer for one student block. The initial weights are copied (timm names and torch layouts, as
+ * `Backbone.blockWeights` returns them); `attn.qkv.bias` must be present exactly when `spec.qkvBias`.
+ */
+export async function createTfjsStudentTrainer(
+  spec: BlockSpec,
+  initialWeights: Record<string, Tensor>,
+  adam: AdamSettings,
+  options: TfjsTrainerOptions,
+): Promise<StudentTrainer> {
+  checkBlockSpec(spec);
+  checkAdamSettings(adam);
+  if (options.microBatch !== undefined && (!Number.isInteger(options.microBatch) || options.microBatch < 1)) {
+    throw new Error(`student trainer: microBatch must be a positive integer, got ${String(options.microBatch)}`);
+  }
+  const shapes = studentWeightShapes(spec);
+  for (const [name, dims] of shapes) {
+    const tensor = initialWeights[name];
+    const count = dims.reduce((a, b) => a * b, 1);
+    if (tensor === undefined) throw new Error(`student trainer: initial weight "${name}" is missing (expected dims [${dims.join(', ')}])`);
+    if (!sameDims(tensor.dims, dims)) {
+      throw new Error(`student trainer: initial weight "${name}" has dims [${tensor.dims.join(', ')}], expected [${dims.join(', ')}]`);
+    }
+    if (!(tensor.data instanceof Float32Array) || tensor.data.length !== count) {
+      throw new Error(`student trainer: initial weight "${name}" must hold ${count} float32 values`);
+    }
+  }
+  for (const name of Object.keys(initialWeights)) {
+    if (!shapes.has(name)) {
+      const hint = name === 'attn.qkv.bias' ? ' (spec.qkvBias is false)' : '';
+      throw new Error(`student trainer: unexpected initial weight "${name}"${hint}; expected ${[...shapes.keys()].join(', ')}`);
+    }
+  }
+  await options.activate();
+  return new TfjsStudentTrainer(spec, adam, shapes, initialWeights, options);
+}
+
+class TfjsStudentTrainer implements StudentTrainer {
+  private readonly params = new Map<string, tf.Variable>();
+  private readonly expAvg = new Map<string, tf.Variable>();
+  private readonly expAvgSq = new Map<string, tf.Variable>();
+  /** Parameter name of each weight variable's (engine-wide unique) name. */
+  private readonly byVariable = new Map<string, string>();
+  private readonly block: StudentBlock;
+  private stepCount = 0;
+  private disposed = false;
+  /** Calls are serialised: an Adam update must never overlap a pass that reads the weights. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly spec: BlockSpec,
+    private readonly adam: AdamSettings,
+    private readonly shapes: Map<string, number[]>,
+    initialWeights: Record<string, Tensor>,
+    private readonly options: TfjsTrainerOptions,
+  ) {
+    this.block = studentBlock(spec);
+    for (const [name, dims] of shapes) {
+      // Copies: the cpu backend would otherwise keep the caller's arrays as the variables' storage.
+      const param = tf.variable(tf.tensor(initialWeights[name].data.slice(), dims, 'float32'), true);
+      this.params.set(name, param);
+      this.byVariable.set(param.name, name);
+      this.expAvg.set(name, tf.variable(tf.zeros(dims), false));
+      this.expAvgSq.set(name, tf.variable(tf.zeros(dims), false));
+    }
+  }
+
+  /** Images per pass for a batch of `n`. */
+  private microBatchFor(n: number): number {
+    if (this.options.microBatch !== undefined) return Math.min(n, this.options.microBatch);
+    if (this.options.backend !== 'wasm') return n;
+    return Math.min(n, wasmMicroBatch(this.spec, tf.memory().numBytes));
+  }
+
+  private exclusive<T>(task: () => T): Promise<T> {
+    const run = this.queue.then(async () => {
+      if (this.disposed) throw new Error('student trainer: used after dispose()');
+      await this.options.activate();
+      return task();
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private check(input: Tensor, target: Tensor): number {
+    const { tokens, width } = this.spec;
+    for (const [what, t] of [
+      ['input', input],
+      ['target', target],
+    ] as const) {
+      const n = t.dims[0];
+      if (t.dims.length !== 3 || !Number.isInteger(n) || n < 1 || t.dims[1] !== tokens || t.dims[2] !== width) {
+        throw new Error(`student trainer: ${what} has dims [${t.dims.join(', ')}], expected [N, ${tokens}, ${width}]`);
+      }
+      if (!(t.data instanceof Float32Array) || t.data.length !== n * tokens * width) {
+        throw new Error(`student trainer: ${what} must hold ${n * tokens * width} float32 values`);
+      }
+    }
+    if (input.dims[0] !== target.dims[0]) throw new Error(`student trainer: input has ${input.dims[0]} images but target has ${target.dims[0]}`);
+    return input.dims[0];
+  }
+
+  /** Rows [start, start + n) of a batch as a [n * tokens, width] tensor (no copy on the JavaScript side). */
+  private rows(t: Tensor, start: number, n: number): tf.Tensor2D {
+    const { tokens, width } = this.spec;
+    const size = tokens * width;
+    return tf.tensor2d(t.data.subarray(start * size, (start + n) * size), [n * tokens, width], 'float32');
+  }
+
+  /**
+   * Loss and gradients of the whole batch, pass by pass: each pass's loss is weighted by its share of the images,
+   * so the sums are the whole batch's mean loss and its gradients. Returns kept tensors the caller disposes.
+   */
+  private lossAndGrads(input: Tensor, target: Tensor): { loss: number; grads: Map<string, tf.Tensor> } {
+    const n = this.check(input, target);
+    const micro = this.microBatchFor(n);
+    const variables = [...this.params.values()];
+    let loss = 0;
+    let total: Map<string, tf.Tensor> | undefined;
+    for (let start = 0; start < n; start += micro) {
+      const count = Math.min(micro, n - start);
+      const share = count / n;
+      const { value, grads } = tf.tidy(() => {
+        const x = this.rows(input, start, count);
+        const t = this.rows(target, start, count);
+        return tf.variableGrads(() => this.block.loss(this.params, x, t, share), variables);
+      });
+      loss += value.dataSync()[0];
+      value.dispose();
+      if (total === undefined) {
+        total = new Map(Object.entries(grads).map(([variable, g]) => [this.byVariable.get(variable)!, g]));
+      } else {
+        for (const [variable, g] of Object.entries(grads)) {
+          const name = this.byVariable.get(variable)!;
+          const previous = total.get(name)!;
+          total.set(name, tf.add(previous, g));
+          previous.dispose();
+          g.dispose();
+        }
+      }
+    }
+    return { loss, grads: total! };
+  }
+
+  /** torch.optim.Adam (no weight decay, no amsgrad): bias corrections from the step count, eps outside the root. */
+  private adamUpdate(grads: Map<string, tf.Tensor>): void {
+    this.stepCount += 1;
+    const { lr, beta1, beta2, eps } = this.adam;
+    const stepSize = lr / (1 - beta1 ** this.stepCount);
+    const biasCorrection2Sqrt = Math.sqrt(1 - beta2 ** this.stepCount);
+    tf.tidy(() => {
+      for (const [name, param] of this.params) {
+        const g = grads.get(name)!;
+        const m = tf.add(tf.mul(this.expAvg.get(name)!, beta1), tf.mul(g, 1 - beta1));
+        const v = tf.add(tf.mul(this.expAvgSq.get(name)!, beta2), tf.mul(tf.square(g), 1 - beta2));
+        this.expAvg.get(name)!.assign(m);
+        this.expAvgSq.get(name)!.assign(v);
+        const denom = tf.add(tf.div(tf.sqrt(v), biasCorrection2Sqrt), eps);
+        param.assign(tf.sub(param, tf.div(tf.mul(m, stepSize), denom)));
+      }
+    });
+  }
+
+  step(input: Tensor, target: Tensor): Promise<number> {
+    return this.exclusive(() => {
+      const { loss, grads } = this.lossAndGrads(input, target);
+      try {
+        // A non-finite loss (NaN input, divergence) leaves weights, moments and step count untouched, so the caller
+        // can stop on it and still hold the last good student.
+        if (Number.isFinite(loss)) this.adamUpdate(grads);
+      } finally {
+        for (const g of grads.values()) g.dispose();
+      }
+      return loss;
+    });
+  }
+
+  lossAndGradients(input: Tensor, target: Tensor): Promise<{ loss: number; gradients: Record<string, Tensor> }> {
+    return this.exclusive(() => {
+      const { loss, grads } = this.lossAndGrads(input, target);
+      const gradients: Record<string, Tensor> = {};
+      for (const [name, g] of grads) {
+        gradients[name] = { dims: [...this.shapes.get(name)!], data: Float32Array.from(g.dataSync() as Float32Array) };
+        g.dispose();
+      }
+      return { loss, gradients };
+    });
+  }
+
+  discrepancy(input: Tensor, target: Tensor): Promise<Float64Array> {
+    return this.exclusive(() => {
+      const n = this.check(input, target);
+      const out = new Float64Array(n);
+      // A forward pass holds far less than a training pass; twice the training micro-batch stays within budget.
+      const micro = Math.min(n, 2 * this.microBatchFor(n));
+      for (let start = 0; start < n; start += micro) {
+        const count = Math.min(micro, n - start);
+        const perImage = tf.tidy(() => {
+          const y = this.block.output(this.params, this.rows(input, start, count));
+          const perToken = tf.mean(tf.squaredDifference(y, this.rows(target, start, count)), -1);
+          return tf.mean(tf.reshape(perToken, [count, this.spec.tokens]), 1);
+        });
+        out.set(perImage.dataSync() as Float32Array, start);
+        perImage.dispose();
+      }
+      return out;
+    });
+  }
+
+  private read(variable: tf.Variable): Float32Array {
+    // A copy: on the cpu backend dataSync returns the tensor's own storage.
+    return Float32Array.from(variable.dataSync() as Float32Array);
+  }
+
+  weights(): Record<string, Tensor> {
+    if (this.disposed) throw new Error('student trainer: used after dispose()');
+    const out: Record<string, Tensor> = {};
+    for (const [name, param] of this.params) out[name] = { dims: [...this.shapes.get(name)!], data: this.read(param) };
+    return out;
+  }
+
+  exportState(): StageState {
+    if (this.disposed) throw new Error('student trainer: used after dispose()');
+    const arrays: Record<string, ArrayEntry> = {};
+    for (const [name, param] of this.params) {
+      const dims = [...this.shapes.get(name)!];
+      arrays[`weight/${name}`] = { dims, data: this.read(param) };
+      arrays[`exp_avg/${name}`] = { dims, data: this.read(this.expAvg.get(name)!) };
+      arrays[`exp_avg_sq/${name}`] = { dims, data: this.read(this.expAvgSq.get(name)!) };
+    }
+    const spec: JsonObject = {};
+    for (const field of SPEC_FIELDS) spec[field] = this.spec[field];
+    return { meta: { format: TRAINER_STATE_FORMAT, step: this.stepCount, spec, adam: { ...this.adam } }, arrays };
+  }
+
+  importState(state: StageState): void {
+    if (this.disposed) throw new Error('student trainer: used after dispose()');
+    const where = 'student trainer state';
+    const meta = state.meta;
+    if (meta.format !== TRAINER_STATE_FORMAT) {
+      throw new Error(`${where}: meta.format is ${JSON.stringify(meta.format)}, expected ${JSON.stringify(TRAINER_STATE_FORMAT)}`);
+    }
+    const step = meta.step;
+    if (typeof step !== 'number' || !Number.isInteger(step) || step < 0) {
+      throw new Error(`${where}: meta.step must be a non-negative integer, got ${JSON.stringify(step)}`);
+    }
+    const spec = meta.spec as JsonObject | undefined;
+    for (const field of SPEC_FIELDS) {
+      if (spec?.[field] !== this.spec[field]) {
+        throw new Error(`${where}: meta.spec.${field} is ${JSON.stringify(spec?.[field])} but this trainer's block has ${JSON.stringify(this.spec[field])}`);
+      }
+    }
+    // Validate everything before changing anything, so a bad state leaves the trainer as it was.
+    const incoming: Array<[tf.Variable, Float32Array, number[]]> = [];
+    for (const [name, dims] of this.shapes) {
+      for (const [prefix, target] of [
+        ['weight', this.params.get(name)!],
+        ['exp_avg', this.expAvg.get(name)!],
+        ['exp_avg_sq', this.expAvgSq.get(name)!],
+      ] as const) {
+        const key = `${prefix}/${name}`;
+        const entry = state.arrays[key];
+        if (entry === undefined) throw new Error(`${where}: array "${key}" is missing`);
+        if (!sameDims(entry.dims, dims) || entry.data.length !== target.size) {
+          throw new Error(`${where}: array "${key}" has dims [${entry.dims.join(', ')}], expected [${dims.join(', ')}]`);
+        }
+        incoming.push([target, Float32Array.from(toFloat32(entry.data, `${where}: array "${key}"`)), dims]);
+      }
+    }
+    // Variables keep their backend; tfjs moves the new values there on first use.
+    tf.tidy(() => {
+      for (const [target, data, dims] of incoming) target.assign(tf.tensor(data, dims, 'float32'));
+    });
+    this.stepCount = step;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.queue;
+    for (const map of [this.params, this.expAvg, this.expAvgSq]) for (const v of map.values()) v.dispose();
+    this.options.onDispose?.();
+  }
+}
