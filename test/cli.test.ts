@@ -182,3 +182,44 @@ describe('transformaly CLI', () => {
     expect(stderr).not.toMatch(/    at /);
   });
 });
+
+describe('transformaly run, interrupted', () => {
+  it('stops cleanly on Ctrl-C, keeps the training checkpoint, and the same command resumes from it', async () => {
+    const { spawn } = await import('node:child_process');
+    const folder = mkdtempSync(join(tmpdir(), 'transformaly-sigint-'));
+    writeFileSync(
+      join(folder, 'transformaly.config.ts'),
+      config({ protocol: { mode: 'unimodal', classes: ['Trouser'] }, distiller: { use: 'transformaly', options: { blocks: { last: 1 }, epochs: 120 } }, batchSize: 45 }),
+    );
+    const child = spawn(process.execPath, [bin, 'run', '--run-id', 'r'], { cwd: folder, env: { ...process.env, DEBUG: '' } });
+    let stderr = '';
+    const interruptedAt = await new Promise<number>((resolveEpoch, reject) => {
+      child.stderr.on('data', (chunk) => {
+        stderr += chunk;
+        const epoch = /distill epoch (\d+)\/120/g;
+        let last = 0;
+        for (const m of stderr.matchAll(epoch)) last = Number(m[1]);
+        if (last >= 6 && !child.killed) {
+          child.kill('SIGINT');
+          resolveEpoch(last);
+        }
+      });
+      child.on('exit', () => reject(new Error(`run ended before it could be interrupted:\n${stderr}`)));
+    });
+    const code = await new Promise<number | null>((done) => child.on('exit', (c) => done(c)));
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/interrupted: finishing the current step/);
+    expect(stderr).toMatch(/stopped; rerun the same command to resume/);
+    expect(existsSync(join(folder, 'results', 'r', 'checkpoints', 'unimodal_Trouser', 'distiller-checkpoint.safetensors'))).toBe(true);
+    expect(existsSync(join(folder, 'results', 'r', 'cases', 'unimodal_Trouser', 'result.json'))).toBe(false);
+
+    const again = cli(['run', '--run-id', 'r'], folder);
+    expect(again.code, again.stderr).toBe(0);
+    const resumedAfter = Number(/resuming after epoch (\d+)/.exec(again.stderr)?.[1]);
+    expect(resumedAfter).toBeGreaterThanOrEqual(interruptedAt - 2);
+    expect(again.stderr).not.toMatch(/distill epoch 1\/120/);
+    expect(existsSync(join(folder, 'results', 'r', 'cases', 'unimodal_Trouser', 'result.json'))).toBe(true);
+    // The checkpoint is gone once the case's detector is saved.
+    expect(existsSync(join(folder, 'results', 'r', 'checkpoints', 'unimodal_Trouser'))).toBe(false);
+  });
+});
