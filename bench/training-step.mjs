@@ -11,7 +11,7 @@
 // Prints a table and, last, one JSON line with every number. The torch side runs Debian's /usr/bin/python3 (torch
 // 1.13) with OPENBLAS_CORETYPE=SkylakeX (set for that process only); set TORCH_PYTHON to use another interpreter.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
@@ -29,10 +29,18 @@ const { values: args } = parseArgs({
     profile: { type: 'string' },
   },
 });
-const threads = Number(args.threads);
-const steps = Number(args.steps);
-const warmup = Number(args.warmup);
-const batch = Number(args.batch);
+function integerArg(name, min) {
+  const value = Number(args[name]);
+  if (!Number.isInteger(value) || value < min) {
+    console.error(`bench/training-step: --${name} must be an integer >= ${min}, got ${args[name]}`);
+    process.exit(2);
+  }
+  return value;
+}
+const threads = integerArg('threads', 1);
+const steps = integerArg('steps', 1);
+const warmup = integerArg('warmup', 0);
+const batch = integerArg('batch', 1);
 const spec = { width: 768, heads: 12, mlpDim: 3072, layerNormEps: 1e-6, qkvBias: true, tokens: 197 };
 
 let training;
@@ -138,7 +146,8 @@ async function createTorch() {
 }
 
 async function profile(dir) {
-  // onnxruntime writes its profile into the working directory; run one session there and move the file.
+  // A session of the training graph alone, with onnxruntime's per-node profiler (prefix: DIR/training-step) and the
+  // optimised graph written beside it, to see which nodes the time goes to after onnxruntime's fusions.
   const ort = await import('onnxruntime-node');
   const { serializeOnnxModel } = await import(join(here, '..', 'core', 'dist', 'index.js'));
   const { graph } = training.buildStudentTrainingGraph(spec);
@@ -163,8 +172,23 @@ async function profile(dir) {
   for (let i = 0; i < 3; i++) await session.run(feeds);
   session.endProfiling();
   await session.release();
-  const files = readdirSync(dir).filter((f) => f.startsWith('training-step') && f.endsWith('.json'));
-  return files.map((f) => join(dir, f));
+  // onnxruntime names the file <prefix>_<date and time>.json; take the newest.
+  const files = readdirSync(dir).filter((f) => f.startsWith('training-step_') && f.endsWith('.json')).sort();
+  const path = join(dir, files.at(-1));
+  return { path, byOp: kernelTimeByOp(path) };
+}
+
+/** Kernel milliseconds per op type in the last run of an onnxruntime profile. */
+function kernelTimeByOp(path) {
+  const events = JSON.parse(readFileSync(path, 'utf8'));
+  const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run');
+  const last = runs.at(-1);
+  const byOp = {};
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || e.ts < last.ts) continue;
+    byOp[e.args.op_name] = (byOp[e.args.op_name] ?? 0) + e.dur / 1000;
+  }
+  return Object.fromEntries(Object.entries(byOp).sort((a, b) => b[1] - a[1]));
 }
 
 const onnx = await createOurs();
@@ -206,8 +230,9 @@ if (torch?.error) {
   console.log(`  torch / onnxruntime = ${result.ratioTorchOverOnnx.toFixed(2)} (>= 1: onnxruntime is no slower)`);
 }
 if (args.profile) {
-  const files = await profile(args.profile);
-  console.log(`  onnxruntime profile: ${files.join(', ')}`);
-  result.profile = files;
+  const { path, byOp } = await profile(args.profile);
+  console.log(`  onnxruntime profile: ${path}; kernel time of the last run by op type:`);
+  for (const [op, ms] of Object.entries(byOp).slice(0, 12)) console.log(`    ${op.padEnd(20)} ${ms.toFixed(1)} ms`);
+  result.profile = { path, kernelMillisecondsByOp: byOp };
 }
 console.log(JSON.stringify(result));
