@@ -25,7 +25,9 @@ export default defineConfig({
   data: { use: 'cifar10', options: { dir: '../data/cifar-10-batches-bin' } },
   protocol: { mode: 'unimodal', classes: 'all' },
   backbone: { use: 'vit', options: { checkpoint: 'google/vit-base-patch16-224' } },
-  runtime: { use: 'onnx' },
+  // Ten ViT-B students train at once: without the memory arena each keeps about 1 GB less resident, for steps
+  // about 15% slower.
+  runtime: { use: 'onnx', options: { memoryArena: false } },
   distiller: {
     use: 'transformaly',
     options: { blocks: { from: 2, to: 12 }, epochs: 30, lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, seed: 0 },

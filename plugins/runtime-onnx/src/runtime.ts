@@ -134,7 +134,7 @@ export class OnnxRuntime implements TrainableRuntime {
     return createOnnxStudentTrainer(
       {
         threads: this.threads,
-        // The trainer's own default (arena off) keeps peak memory lower at the same speed, unless the config says otherwise.
+        // Unset means the trainer's default (arena on, the faster); `memoryArena: false` saves about 1 GB per ViT-B student.
         memoryArena: this.memoryArena,
         executionProviders: this.currentDevice === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
       },

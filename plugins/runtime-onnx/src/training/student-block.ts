@@ -1,7 +1,7 @@
 // The student: timm's pre-norm ViT block as ONNX graphs built on the tape, with its weights as graph inputs (timm names,
 // torch layouts) so that a weight update needs no new session.
 import type { BlockSpec } from '@transformaly/core';
-import { OnnxGraph } from '@transformaly/core';
+import { OnnxGraph, studentShapes } from '@transformaly/core';
 import { Tape, type Var } from './autodiff.js';
 
 /** Operator sets the student graphs use beyond the default domain (FusedMatMul); pass them to `serializeOnnxModel`. */
@@ -13,27 +13,7 @@ export const STUDENT_TARGET = 'target';
 
 /** The student's weights in graph-input (and `Backbone.blockWeights`) order, with their torch shapes. */
 export function studentWeightShapes(spec: BlockSpec): Map<string, number[]> {
-  const d = spec.width;
-  const m = spec.mlpDim;
-  const shapes = new Map<string, number[]>([
-    ['norm1.weight', [d]],
-    ['norm1.bias', [d]],
-    ['attn.qkv.weight', [3 * d, d]],
-  ]);
-  if (spec.qkvBias) shapes.set('attn.qkv.bias', [3 * d]);
-  for (const [name, dims] of [
-    ['attn.proj.weight', [d, d]],
-    ['attn.proj.bias', [d]],
-    ['norm2.weight', [d]],
-    ['norm2.bias', [d]],
-    ['mlp.fc1.weight', [m, d]],
-    ['mlp.fc1.bias', [m]],
-    ['mlp.fc2.weight', [d, m]],
-    ['mlp.fc2.bias', [d]],
-  ] as const) {
-    shapes.set(name, [...dims]);
-  }
-  return shapes;
+  return new Map(Object.entries(studentShapes(spec)));
 }
 
 /** Throws a message naming the field unless the spec describes a buildable block. */
