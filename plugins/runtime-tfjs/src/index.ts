@@ -1,11 +1,11 @@
 export { TfjsRuntime, type TfjsRuntimeOptions } from './runtime.js';
+export { TRAINER_STATE_FORMAT } from '@transformaly/core';
 export { BACKEND_NAMES, NATIVE_PACKAGES, wasmBinaryDir, type BackendChoice, type TfjsBackendName } from './backend.js';
 export { OPS as ONNX_OPS } from './onnx/ops.js';
 export {
   createTfjsStudentTrainer,
   trainingBytesPerImage,
   wasmMicroBatch,
-  TRAINER_STATE_FORMAT,
   WASM_WORKING_SET_BYTES,
   type TfjsTrainerOptions,
 } from './training/trainer.js';

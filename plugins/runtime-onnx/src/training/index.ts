@@ -1,5 +1,6 @@
 // Training of student blocks on onnxruntime through explicit backward graphs.
-export { createOnnxStudentTrainer, TRAINER_STATE_FORMAT, type OnnxTrainerOptions } from './trainer.js';
+export { createOnnxStudentTrainer, type OnnxTrainerOptions } from './trainer.js';
+export { TRAINER_STATE_FORMAT } from '@transformaly/core';
 export { adamUpdate, checkAdamSettings } from './adam.js';
 export {
   buildStudentTrainingGraph,

@@ -2,8 +2,8 @@
 // which live in Float32Arrays here and are fed as inputs on every run; Adam updates them in place between runs.
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
-import { serializeOnnxModel } from '@transformaly/core';
-import type { AdamSettings, ArrayEntry, BlockSpec, JsonObject, StageState, StudentTrainer, Tensor } from '@transformaly/core';
+import { decodeTrainerState, encodeTrainerState, serializeOnnxModel } from '@transformaly/core';
+import type { AdamSettings, BlockSpec, StageState, StudentTrainer, Tensor } from '@transformaly/core';
 import { adamUpdate, checkAdamSettings } from './adam.js';
 import {
   buildStudentForwardGraph,
@@ -29,19 +29,9 @@ export interface OnnxTrainerOptions {
   executionProviders?: string[];
 }
 
-/** `StageState.meta.format` of a trainer checkpoint. */
-export const TRAINER_STATE_FORMAT = 'transformaly.student-trainer.adam';
-
-const SPEC_FIELDS = ['width', 'heads', 'mlpDim', 'tokens', 'layerNormEps', 'qkvBias'] as const;
 
 function sameDims(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
-function toFloat32(data: ArrayEntry['data'], what: string): Float32Array {
-  if (data instanceof Float32Array) return data;
-  if (data instanceof Float64Array) return Float32Array.from(data);
-  throw new Error(`${what} must hold float32 values, got ${data.constructor.name}`);
 }
 
 /**
@@ -217,56 +207,15 @@ class OnnxStudentTrainer implements StudentTrainer {
   }
 
   exportState(): StageState {
-    const arrays: Record<string, ArrayEntry> = {};
-    for (const [name, data] of this.params) {
-      const dims = [...this.shapes.get(name)!];
-      arrays[`weight/${name}`] = { dims, data: Float32Array.from(data) };
-      arrays[`exp_avg/${name}`] = { dims, data: Float32Array.from(this.expAvg.get(name)!) };
-      arrays[`exp_avg_sq/${name}`] = { dims, data: Float32Array.from(this.expAvgSq.get(name)!) };
-    }
-    const spec: JsonObject = {};
-    for (const field of SPEC_FIELDS) spec[field] = this.spec[field];
-    return {
-      meta: { format: TRAINER_STATE_FORMAT, step: this.stepCount, spec, adam: { ...this.adam } },
-      arrays,
-    };
+    const source = { weight: this.params, exp_avg: this.expAvg, exp_avg_sq: this.expAvgSq };
+    return encodeTrainerState(this.spec, this.adam, this.stepCount, this.shapes, (kind, name) => Float32Array.from(source[kind].get(name)!));
   }
 
   importState(state: StageState): void {
     if (this.disposed) throw new Error('student trainer: used after dispose()');
-    const where = 'student trainer state';
-    const meta = state.meta;
-    if (meta.format !== TRAINER_STATE_FORMAT) {
-      throw new Error(`${where}: meta.format is ${JSON.stringify(meta.format)}, expected ${JSON.stringify(TRAINER_STATE_FORMAT)}`);
-    }
-    const step = meta.step;
-    if (typeof step !== 'number' || !Number.isInteger(step) || step < 0) {
-      throw new Error(`${where}: meta.step must be a non-negative integer, got ${JSON.stringify(step)}`);
-    }
-    const spec = meta.spec as JsonObject | undefined;
-    for (const field of SPEC_FIELDS) {
-      if (spec?.[field] !== this.spec[field]) {
-        throw new Error(`${where}: meta.spec.${field} is ${JSON.stringify(spec?.[field])} but this trainer's block has ${JSON.stringify(this.spec[field])}`);
-      }
-    }
-    // Validate everything before changing anything, so a bad state leaves the trainer as it was.
-    const incoming: Array<[Float32Array, Float32Array]> = [];
-    for (const [name, dims] of this.shapes) {
-      for (const [prefix, target] of [
-        ['weight', this.params.get(name)!],
-        ['exp_avg', this.expAvg.get(name)!],
-        ['exp_avg_sq', this.expAvgSq.get(name)!],
-      ] as const) {
-        const key = `${prefix}/${name}`;
-        const entry = state.arrays[key];
-        if (entry === undefined) throw new Error(`${where}: array "${key}" is missing`);
-        if (!sameDims(entry.dims, dims) || entry.data.length !== target.length) {
-          throw new Error(`${where}: array "${key}" has dims [${entry.dims.join(', ')}], expected [${dims.join(', ')}]`);
-        }
-        incoming.push([target, toFloat32(entry.data, `${where}: array "${key}"`)]);
-      }
-    }
-    for (const [target, source] of incoming) target.set(source);
+    const { step, arrays } = decodeTrainerState(state, this.spec, this.shapes);
+    const target = { weight: this.params, exp_avg: this.expAvg, exp_avg_sq: this.expAvgSq };
+    for (const { kind, name, data } of arrays) target[kind].get(name)!.set(data);
     this.stepCount = step;
   }
 

@@ -2,14 +2,13 @@
 // tfjs's autodiff (variableGrads), a batch larger than the micro-batch is split and its gradients accumulated, and
 // Adam is torch.optim.Adam's update written in tf ops.
 import * as tf from '@tensorflow/tfjs-core';
-import type { AdamSettings, ArrayEntry, BlockSpec, JsonObject, StageState, StudentTrainer, Tensor } from '@transformaly/core';
+import { decodeTrainerState, encodeTrainerState } from '@transformaly/core';
+import type { AdamSettings, BlockSpec, StageState, StudentTrainer, Tensor } from '@transformaly/core';
 import type { TfjsBackendName } from '../backend.js';
 import { checkBlockSpec, studentBlock, studentWeightShapes, type StudentBlock } from './block.js';
 
 /** `StageState.meta.format` of a trainer checkpoint: the onnxruntime trainer's, so checkpoints move between them. */
-export const TRAINER_STATE_FORMAT = 'transformaly.student-trainer.adam';
 
-const SPEC_FIELDS = ['width', 'heads', 'mlpDim', 'tokens', 'layerNormEps', 'qkvBias'] as const;
 
 /** Multiples of each activation shape alive at the peak of a training pass (see `trainingBytesPerImage`). */
 const TRAINING_ROW_FACTORS = { width: 24, mlp: 7, attention: 5 };
@@ -58,12 +57,6 @@ function checkAdamSettings(adam: AdamSettings): void {
 
 function sameDims(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
-function toFloat32(data: ArrayEntry['data'], what: string): Float32Array {
-  if (data instanceof Float32Array) return data;
-  if (data instanceof Float64Array) return Float32Array.from(data);
-  throw new Error(`${what} must hold float32 values, got ${data.constructor.name}`);
 }
 
 /**
@@ -289,55 +282,17 @@ class TfjsStudentTrainer implements StudentTrainer {
 
   exportState(): StageState {
     if (this.disposed) throw new Error('student trainer: used after dispose()');
-    const arrays: Record<string, ArrayEntry> = {};
-    for (const [name, param] of this.params) {
-      const dims = [...this.shapes.get(name)!];
-      arrays[`weight/${name}`] = { dims, data: this.read(param) };
-      arrays[`exp_avg/${name}`] = { dims, data: this.read(this.expAvg.get(name)!) };
-      arrays[`exp_avg_sq/${name}`] = { dims, data: this.read(this.expAvgSq.get(name)!) };
-    }
-    const spec: JsonObject = {};
-    for (const field of SPEC_FIELDS) spec[field] = this.spec[field];
-    return { meta: { format: TRAINER_STATE_FORMAT, step: this.stepCount, spec, adam: { ...this.adam } }, arrays };
+    const source = { weight: this.params, exp_avg: this.expAvg, exp_avg_sq: this.expAvgSq };
+    return encodeTrainerState(this.spec, this.adam, this.stepCount, this.shapes, (kind, name) => this.read(source[kind].get(name)!));
   }
 
   importState(state: StageState): void {
     if (this.disposed) throw new Error('student trainer: used after dispose()');
-    const where = 'student trainer state';
-    const meta = state.meta;
-    if (meta.format !== TRAINER_STATE_FORMAT) {
-      throw new Error(`${where}: meta.format is ${JSON.stringify(meta.format)}, expected ${JSON.stringify(TRAINER_STATE_FORMAT)}`);
-    }
-    const step = meta.step;
-    if (typeof step !== 'number' || !Number.isInteger(step) || step < 0) {
-      throw new Error(`${where}: meta.step must be a non-negative integer, got ${JSON.stringify(step)}`);
-    }
-    const spec = meta.spec as JsonObject | undefined;
-    for (const field of SPEC_FIELDS) {
-      if (spec?.[field] !== this.spec[field]) {
-        throw new Error(`${where}: meta.spec.${field} is ${JSON.stringify(spec?.[field])} but this trainer's block has ${JSON.stringify(this.spec[field])}`);
-      }
-    }
-    // Validate everything before changing anything, so a bad state leaves the trainer as it was.
-    const incoming: Array<[tf.Variable, Float32Array, number[]]> = [];
-    for (const [name, dims] of this.shapes) {
-      for (const [prefix, target] of [
-        ['weight', this.params.get(name)!],
-        ['exp_avg', this.expAvg.get(name)!],
-        ['exp_avg_sq', this.expAvgSq.get(name)!],
-      ] as const) {
-        const key = `${prefix}/${name}`;
-        const entry = state.arrays[key];
-        if (entry === undefined) throw new Error(`${where}: array "${key}" is missing`);
-        if (!sameDims(entry.dims, dims) || entry.data.length !== target.size) {
-          throw new Error(`${where}: array "${key}" has dims [${entry.dims.join(', ')}], expected [${dims.join(', ')}]`);
-        }
-        incoming.push([target, Float32Array.from(toFloat32(entry.data, `${where}: array "${key}"`)), dims]);
-      }
-    }
+    const { step, arrays } = decodeTrainerState(state, this.spec, this.shapes);
+    const target = { weight: this.params, exp_avg: this.expAvg, exp_avg_sq: this.expAvgSq };
     // Variables keep their backend; tfjs moves the new values there on first use.
     tf.tidy(() => {
-      for (const [target, data, dims] of incoming) target.assign(tf.tensor(data, dims, 'float32'));
+      for (const { kind, name, data } of arrays) target[kind].get(name)!.assign(tf.tensor(Float32Array.from(data), [...this.shapes.get(name)!], 'float32'));
     });
     this.stepCount = step;
   }
