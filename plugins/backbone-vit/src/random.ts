@@ -1,30 +1,10 @@
+import { Rng } from '@transformaly/core';
 import { expectedShapes, type VitArch, type VitWeights } from './arch.js';
 
-/** xoshiro128** seeded through splitmix32: fast, and the same stream on every platform. */
+/** Uniform floats in (0, 1) from core's seeded xoshiro128**: the same stream on every platform. */
 function generator(seed: number): () => number {
-  let s = seed >>> 0;
-  const split = () => {
-    s = (s + 0x9e3779b9) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-    return (z ^ (z >>> 16)) >>> 0;
-  };
-  let a = split();
-  let b = split();
-  let c = split();
-  let d = split();
-  return () => {
-    const result = Math.imul(((Math.imul(b, 5) << 7) | (Math.imul(b, 5) >>> 25)) >>> 0, 9) >>> 0;
-    const t = b << 9;
-    c ^= a;
-    d ^= b;
-    b ^= c;
-    a ^= d;
-    c ^= t;
-    d = (d << 11) | (d >>> 21);
-    return (result + 0.5) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => (rng.nextUint32() + 0.5) / 4294967296;
 }
 
 /** Uniform values with standard deviation `std`: as good as normal ones for an untrained model, and much faster. */
