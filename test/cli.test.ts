@@ -107,6 +107,7 @@ describe('transformaly CLI', () => {
     const out = join(work, 'scored.csv');
     const { code, stderr } = cli(['score', '--detector', join(runDir, 'cases', 'unimodal_Trouser', 'detector'), images, '--out', out]);
     expect(code, stderr).toBe(0);
+    expect(stderr).toMatch(/an UNTRAINED backbone \(random weights\)/);
     const lines = readFileSync(out, 'utf8').trim().split('\n');
     expect(lines[0]).toBe('path,pretrained,finetuned,combined,threshold,anomalous');
     expect(lines.slice(1).map((l) => l.split(',')[0])).toEqual([join(images, 'a.png'), join(images, 'b.png')]);

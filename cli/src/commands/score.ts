@@ -14,6 +14,8 @@ export async function scoreCommand(inputs: string[], options: { detector: string
   const pipeline = await createPipeline(manifest.config as TransformalyConfig, { configFile: join(options.detector, 'manifest.json'), progress });
   try {
     const detector = await pipeline.loadDetector(options.detector);
+    const info = detector.parts.backbone.info;
+    if (info.untrained) progress.warn(`${options.detector} was fitted on ${info.id}, an UNTRAINED backbone (random weights): these scores are for tests and smoke runs only`);
     const items = await imageItemsFromArgs(inputs);
     const scores = await detector.score(items);
     const lines = ['path,pretrained,finetuned,combined,threshold,anomalous'];
