@@ -215,6 +215,8 @@ export interface Distiller {
   features(output: BackboneOutput): Promise<Matrix>;
   exportState(): StageState;
   importState(state: StageState): void;
+  /** Releases engine sessions held for scoring; called when its detector is disposed. */
+  dispose?(): Promise<void>;
 }
 
 /** The shape of one student: a pre-norm ViT block like the teacher's block it learns to reproduce. */

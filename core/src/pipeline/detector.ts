@@ -162,6 +162,11 @@ export class Detector {
     this.threshold = typeof meta.threshold === 'number' ? meta.threshold : undefined;
   }
 
+  /** Releases what the detector's own stages hold (the distiller's scoring sessions); the backbone is shared. */
+  async dispose(): Promise<void> {
+    await this.parts.distiller?.dispose?.();
+  }
+
   private async *pixelBatches(items: ImageItem[], skipped: { id: string; reason: string }[]): AsyncGenerator<Tensor> {
     for await (const batch of batches(items, this.settings.batchSize, this.preprocessor, {
       skipBadFiles: this.settings.skipBadFiles,

@@ -97,6 +97,7 @@ export async function runProtocol(pipeline: Pipeline, options: { runDir: string;
       skipped: [...fit.skipped, ...scores.skipped],
     };
     await pipeline.saveDetector(detector, join(caseDir, 'detector'), { caseId: protocolCase.id });
+    await detector.dispose();
     await writeFileAtomic(join(caseDir, 'scores.csv'), scoresCsv(protocolCase.id, scores, anomalous, labelById));
     // Written last: its presence marks the case as finished.
     await writeFileAtomic(resultFile, JSON.stringify(result, null, 2));
