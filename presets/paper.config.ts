@@ -11,11 +11,12 @@
 //   Gaussian;
 // - normality score: the sum of the two log-likelihoods.
 //
-// Cost: heavy on a CPU. Measured on 2 cores (onnxruntime, 2 threads), per batch of 32 images: a ViT-B/16 teacher
-// pass with its taps about 7 s, one student step about 2.4 s, one student's discrepancy about 0.8 s. A CIFAR-10 class
-// (4500 fit images = 141 batches, 500 held out) thus trains about 75 minutes per epoch, some 38 hours for 30 epochs,
-// and features of its 5000 training and 10000 test images take 2 hours more. Use a GPU
-// (runtime: { use: 'onnx', options: { device: 'cuda' } }) or presets/cpu.config.ts.
+// Cost: heavy on a CPU. From `npm run bench` on 2 cores (onnxruntime, 2 threads): a ViT-B/16 teacher pass with its
+// taps takes about 6.3 s per batch of 32 images and one student step 1.77 s (about 15% more with the memory arena
+// off, as here), so a CIFAR-10 class (4500 fit images = 141 batches, 500 held out) trains about an hour per epoch and
+// some 30 hours for 30 epochs, and the features of its 5000 training and 10000 test images take about 1.5 hours more
+// (extrapolated, not run end to end). Use a GPU (runtime: { use: 'onnx', options: { device: 'cuda' } }) or
+// presets/cpu.config.ts.
 //
 // Get the data: the "CIFAR-10 binary version" from https://www.cs.toronto.edu/~kriz/cifar.html, unpacked beside
 // this repository's presets folder as data/cifar-10-batches-bin (paths here are relative to this file).
