@@ -121,3 +121,11 @@ describe('plugin loading', () => {
     await expect(createPipeline({ ...base, combiner: ref }, { baseDir: dir })).rejects.toThrow(/combiner\.use: .*register\(\) threw: no GPU/);
   });
 });
+
+describe('pipeline disposal', () => {
+  it('loads nothing it was not asked for: a pipeline whose backbone was never used disposes without loading it', async () => {
+    // The checkpoint does not exist: loading it would throw, so a dispose that loaded it would fail.
+    const pipeline = await createPipeline({ ...base, backbone: { use: 'vit', options: { checkpoint: './no-such-checkpoint' } } }, { baseDir: dir });
+    await expect(pipeline.dispose()).resolves.toBeUndefined();
+  });
+});

@@ -58,6 +58,8 @@ export class Pipeline {
   /** Per-case stages (distiller, scorers, combiner) are resolved fresh from their own child containers. */
   private readonly perCase = new Map<StagePath, Container>();
   private disposed = false;
+  private resolvedRuntime: Promise<Runtime> | undefined;
+  private resolvedBackbone: Promise<Backbone> | undefined;
 
   constructor(
     resolution: Resolution,
@@ -86,11 +88,12 @@ export class Pipeline {
   }
 
   runtime(): Promise<Runtime> {
-    return this.root.getAsync<Runtime>(TOKENS.Runtime);
+    return (this.resolvedRuntime ??= this.root.getAsync<Runtime>(TOKENS.Runtime));
   }
 
+  /** The backbone, loaded (and downloaded) on first use. */
   backbone(): Promise<Backbone> {
-    return this.root.getAsync<Backbone>(TOKENS.Backbone);
+    return (this.resolvedBackbone ??= this.root.getAsync<Backbone>(TOKENS.Backbone));
   }
 
   /** The protocol cases of the config's data set: one per listed class. */
@@ -145,12 +148,15 @@ export class Pipeline {
     return detector;
   }
 
+  /** Releases the backbone and runtime if they were loaded; loads nothing. */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    if (this.stages.has('backbone') && this.root.isBound(TOKENS.Backbone)) {
-      await (await this.backbone()).dispose();
-    }
-    if (this.stages.has('runtime') && this.root.isBound(TOKENS.Runtime)) await (await this.runtime()).dispose();
+    const settle = async <T>(p: Promise<T> | undefined) => (p ? p.then((v) => v, () => undefined) : undefined);
+    const backbone = await settle(this.resolvedBackbone);
+    await backbone?.dispose();
+    // The backbone's runtime was made for it even if nobody asked for it by name.
+    if (backbone) this.runtime();
+    await (await settle(this.resolvedRuntime))?.dispose();
   }
 }
