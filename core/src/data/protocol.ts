@@ -1,7 +1,7 @@
 import type { ImageItem, ImageSource, LabelledItem, ProtocolCase } from '../types.js';
 import { DataSourceError } from './errors.js';
 import { NormalAbnormalSource } from './folder.js';
-import { seededPermutation } from './random.js';
+import { seededPermutation } from '../numeric/rng.js';
 
 export interface CaseOptions {
   /** unimodal: one class is normal, the rest anomalous; multimodal: one class is anomalous, the rest normal. */

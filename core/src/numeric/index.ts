@@ -47,7 +47,7 @@ export {
   type NeighborSearchOptions,
   type NeighborSearchResult,
 } from './distance.js';
-export { Rng, createRng } from './rng.js';
+export { Rng, createRng, mulberry32, seededPermutation } from './rng.js';
 export {
   assertMatrix,
   assertFinite,

@@ -1,5 +1,5 @@
 import { batches, createPreprocessor, heldOutSplit } from '../data/index.js';
-import { seededPermutation } from '../data/random.js';
+import { seededPermutation } from '../numeric/rng.js';
 import type {
   Backbone,
   DensityScorer,
