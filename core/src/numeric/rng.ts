@@ -99,8 +99,8 @@ export function createRng(seed: number): Rng {
   return new Rng(seed);
 }
 
-// Splits and epoch orders use mulberry32, a second, simpler generator, because reference scripts outside this
-// project (scripts/golden/torch_transformaly.py) reproduce those orders exactly.
+// Held-out splits and epoch orders use mulberry32, a second, simpler generator, which the PyTorch reference
+// (scripts/golden/torch_transformaly.py) reimplements to reproduce those orders exactly.
 
 /** mulberry32: a 32-bit state generator, plenty for shuffling lists of file names reproducibly. */
 export function mulberry32(seed: number): () => number {
