@@ -162,6 +162,12 @@ describe('transformaly CLI', () => {
     await runtime.dispose();
   });
 
+  it('--version prints the package version', () => {
+    const { code, stdout } = cli(['--version']);
+    expect(code).toBe(0);
+    expect(stdout.trim()).toBe(JSON.parse(readFileSync(join(repo, 'cli', 'package.json'), 'utf8')).version);
+  });
+
   it('plugins: lists built-in stages and first-party plugins with their options', () => {
     const { code, stdout, stderr } = cli(['plugins']);
     expect(code, stderr).toBe(0);

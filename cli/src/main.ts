@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConsoleProgress } from '@transformaly/core';
 import { embedCommand } from './commands/embed.js';
@@ -44,8 +45,11 @@ const action =
     }
   };
 
+const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
+
 const program = new Command('transformaly')
   .description('Semantic image anomaly detection with pretrained Vision Transformers (Transformaly)')
+  .version(version)
   .showHelpAfterError();
 
 program
