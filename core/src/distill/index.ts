@@ -2,6 +2,15 @@
 export { TransformalyDistiller } from './distiller.js';
 export { distillerPlugin } from './plugin.js';
 export { distillerOptionsSchema, selectBlocks, type BlockSelection, type DistillerOptions, type ResolvedDistillerOptions } from './options.js';
-export { encodeTrainerState, decodeTrainerState, TRAINER_STATE_FORMAT, type TrainerArrayKind } from './trainer-state.js';
+export {
+  checkAdamSettings,
+  checkBlockSpec,
+  checkInitialWeights,
+  checkTrainingBatch,
+  decodeTrainerState,
+  encodeTrainerState,
+  TRAINER_STATE_FORMAT,
+  type TrainerArrayKind,
+} from './trainer-contract.js';
 export { initStudentWeights, studentShapes, studentSeed } from './init.js';
 export { CHECKPOINT_FILE, readCheckpoint, type Checkpoint, type LossHistory, type StudentCheckpoint } from './checkpoint.js';

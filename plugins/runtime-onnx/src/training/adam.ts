@@ -1,16 +1,4 @@
 // Adam exactly as torch.optim.Adam (no weight decay, no amsgrad, not maximising), on plain Float32Arrays.
-import type { AdamSettings } from '@transformaly/core';
-
-/** Throws a message naming the field unless the settings are ones torch.optim.Adam accepts. */
-export function checkAdamSettings(adam: AdamSettings): void {
-  const check = (ok: boolean, field: string, expected: string, value: number) => {
-    if (!ok) throw new Error(`Adam settings: ${field} must be ${expected}, got ${String(value)}`);
-  };
-  check(Number.isFinite(adam.lr) && adam.lr >= 0, 'lr', 'a finite number >= 0', adam.lr);
-  check(Number.isFinite(adam.beta1) && adam.beta1 >= 0 && adam.beta1 < 1, 'beta1', 'in [0, 1)', adam.beta1);
-  check(Number.isFinite(adam.beta2) && adam.beta2 >= 0 && adam.beta2 < 1, 'beta2', 'in [0, 1)', adam.beta2);
-  check(Number.isFinite(adam.eps) && adam.eps >= 0, 'eps', 'a finite number >= 0', adam.eps);
-}
 
 /**
  * One Adam update of one parameter tensor, in place. `step` is the step count after this update (1 for the first),

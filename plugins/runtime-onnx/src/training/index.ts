@@ -1,12 +1,12 @@
 // Training of student blocks on onnxruntime through explicit backward graphs.
 export { createOnnxStudentTrainer, type OnnxTrainerOptions } from './trainer.js';
-export { TRAINER_STATE_FORMAT } from '@transformaly/core';
-export { adamUpdate, checkAdamSettings } from './adam.js';
+// The trainer contract's checks and checkpoint format live in core, shared with every runtime.
+export { TRAINER_STATE_FORMAT, checkAdamSettings, checkBlockSpec } from '@transformaly/core';
+export { adamUpdate } from './adam.js';
 export {
   buildStudentTrainingGraph,
   buildStudentForwardGraph,
   studentWeightShapes,
-  checkBlockSpec,
   STUDENT_INPUT,
   STUDENT_TARGET,
   STUDENT_OPSET_IMPORTS,

@@ -1,7 +1,7 @@
 // The student: timm's pre-norm ViT block as ONNX graphs built on the tape, with its weights as graph inputs (timm names,
 // torch layouts) so that a weight update needs no new session.
 import type { BlockSpec } from '@transformaly/core';
-import { OnnxGraph, studentShapes } from '@transformaly/core';
+import { checkBlockSpec, OnnxGraph, studentShapes } from '@transformaly/core';
 import { Tape, type Var } from './autodiff.js';
 
 /** Operator sets the student graphs use beyond the default domain (FusedMatMul); pass them to `serializeOnnxModel`. */
@@ -14,21 +14,6 @@ export const STUDENT_TARGET = 'target';
 /** The student's weights in graph-input (and `Backbone.blockWeights`) order, with their torch shapes. */
 export function studentWeightShapes(spec: BlockSpec): Map<string, number[]> {
   return new Map(Object.entries(studentShapes(spec)));
-}
-
-/** Throws a message naming the field unless the spec describes a buildable block. */
-export function checkBlockSpec(spec: BlockSpec): void {
-  for (const field of ['width', 'heads', 'mlpDim', 'tokens'] as const) {
-    const value = spec[field];
-    if (!Number.isInteger(value) || value < 1) throw new Error(`student block: spec.${field} must be a positive integer, got ${String(value)}`);
-  }
-  if (spec.width % spec.heads !== 0) {
-    throw new Error(`student block: spec.width (${spec.width}) must be a multiple of spec.heads (${spec.heads})`);
-  }
-  if (!(spec.layerNormEps > 0) || !Number.isFinite(spec.layerNormEps)) {
-    throw new Error(`student block: spec.layerNormEps must be a positive number, got ${String(spec.layerNormEps)}`);
-  }
-  if (typeof spec.qkvBias !== 'boolean') throw new Error(`student block: spec.qkvBias must be a boolean, got ${String(spec.qkvBias)}`);
 }
 
 interface BlockValues {

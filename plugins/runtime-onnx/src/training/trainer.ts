@@ -2,14 +2,20 @@
 // which live in Float32Arrays here and are fed as inputs on every run; Adam updates them in place between runs.
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
-import { decodeTrainerState, encodeTrainerState, serializeOnnxModel } from '@transformaly/core';
+import {
+  checkAdamSettings,
+  checkBlockSpec,
+  checkInitialWeights,
+  checkTrainingBatch,
+  decodeTrainerState,
+  encodeTrainerState,
+  serializeOnnxModel,
+} from '@transformaly/core';
 import type { AdamSettings, BlockSpec, StageState, StudentTrainer, Tensor } from '@transformaly/core';
-import { adamUpdate, checkAdamSettings } from './adam.js';
+import { adamUpdate } from './adam.js';
 import {
   buildStudentForwardGraph,
   buildStudentTrainingGraph,
-  checkBlockSpec,
-  studentWeightShapes,
   STUDENT_INPUT,
   STUDENT_OPSET_IMPORTS,
   STUDENT_TARGET,
@@ -30,10 +36,6 @@ export interface OnnxTrainerOptions {
 }
 
 
-function sameDims(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
 /**
  * Creates a trainer for one student block. The initial weights are copied (timm names and torch layouts, as
  * `Backbone.blockWeights` returns them); `attn.qkv.bias` must be present exactly when `spec.qkvBias`.
@@ -48,25 +50,8 @@ export async function createOnnxStudentTrainer(
   checkAdamSettings(adam);
   const threads = options.threads ?? availableParallelism();
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`student trainer: option threads must be a positive integer, got ${String(threads)}`);
-  const shapes = studentWeightShapes(spec);
-  const weights = new Map<string, Float32Array>();
-  for (const [name, dims] of shapes) {
-    const tensor = initialWeights[name];
-    if (tensor === undefined) throw new Error(`student trainer: initial weight "${name}" is missing (expected dims [${dims.join(', ')}])`);
-    if (!sameDims(tensor.dims, dims)) {
-      throw new Error(`student trainer: initial weight "${name}" has dims [${tensor.dims.join(', ')}], expected [${dims.join(', ')}]`);
-    }
-    if (!(tensor.data instanceof Float32Array) || tensor.data.length !== dims.reduce((a, b) => a * b, 1)) {
-      throw new Error(`student trainer: initial weight "${name}" must hold ${dims.reduce((a, b) => a * b, 1)} float32 values`);
-    }
-    weights.set(name, Float32Array.from(tensor.data));
-  }
-  for (const name of Object.keys(initialWeights)) {
-    if (!shapes.has(name)) {
-      const hint = name === 'attn.qkv.bias' ? ' (spec.qkvBias is false)' : '';
-      throw new Error(`student trainer: unexpected initial weight "${name}"${hint}; expected ${[...shapes.keys()].join(', ')}`);
-    }
-  }
+  const shapes = checkInitialWeights(spec, initialWeights);
+  const weights = new Map([...shapes.keys()].map((name) => [name, Float32Array.from(initialWeights[name].data)]));
 
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: threads,
@@ -134,22 +119,7 @@ class OnnxStudentTrainer implements StudentTrainer {
 
   private feeds(input: Tensor, target: Tensor): Record<string, ort.Tensor> {
     if (this.disposed) throw new Error('student trainer: used after dispose()');
-    const { tokens, width } = this.spec;
-    for (const [what, t] of [
-      ['input', input],
-      ['target', target],
-    ] as const) {
-      const n = t.dims[0];
-      if (t.dims.length !== 3 || !Number.isInteger(n) || n < 1 || t.dims[1] !== tokens || t.dims[2] !== width) {
-        throw new Error(`student trainer: ${what} has dims [${t.dims.join(', ')}], expected [N, ${tokens}, ${width}]`);
-      }
-      if (!(t.data instanceof Float32Array) || t.data.length !== n * tokens * width) {
-        throw new Error(`student trainer: ${what} must hold ${n * tokens * width} float32 values`);
-      }
-    }
-    if (input.dims[0] !== target.dims[0]) {
-      throw new Error(`student trainer: input has ${input.dims[0]} images but target has ${target.dims[0]}`);
-    }
+    checkTrainingBatch(this.spec, input, target);
     const feeds: Record<string, ort.Tensor> = {
       [STUDENT_INPUT]: new ort.Tensor('float32', input.data, input.dims),
       [STUDENT_TARGET]: new ort.Tensor('float32', target.data, target.dims),

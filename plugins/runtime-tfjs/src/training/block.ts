@@ -3,47 +3,11 @@
 // matMul transpose flags (which send tfjs-wasm to a kernel about 13x slower than an explicit transpose and a plain
 // product), LayerNorm and GELU keep only what their backward pass needs instead of every intermediate.
 import * as tf from '@tensorflow/tfjs-core';
-import type { BlockSpec } from '@transformaly/core';
+import { checkBlockSpec, type BlockSpec } from '@transformaly/core';
 
 export type Params = ReadonlyMap<string, tf.Tensor>;
 
-/** The student's weights in `Backbone.blockWeights` order, with their torch shapes. */
-export function studentWeightShapes(spec: BlockSpec): Map<string, number[]> {
-  const d = spec.width;
-  const m = spec.mlpDim;
-  const shapes = new Map<string, number[]>([
-    ['norm1.weight', [d]],
-    ['norm1.bias', [d]],
-    ['attn.qkv.weight', [3 * d, d]],
-  ]);
-  if (spec.qkvBias) shapes.set('attn.qkv.bias', [3 * d]);
-  for (const [name, dims] of [
-    ['attn.proj.weight', [d, d]],
-    ['attn.proj.bias', [d]],
-    ['norm2.weight', [d]],
-    ['norm2.bias', [d]],
-    ['mlp.fc1.weight', [m, d]],
-    ['mlp.fc1.bias', [m]],
-    ['mlp.fc2.weight', [d, m]],
-    ['mlp.fc2.bias', [d]],
-  ] as const) {
-    shapes.set(name, [...dims]);
-  }
-  return shapes;
-}
-
 /** Throws a message naming the field unless the spec describes a buildable block. */
-export function checkBlockSpec(spec: BlockSpec): void {
-  for (const field of ['width', 'heads', 'mlpDim', 'tokens'] as const) {
-    const value = spec[field];
-    if (!Number.isInteger(value) || value < 1) throw new Error(`student block: spec.${field} must be a positive integer, got ${String(value)}`);
-  }
-  if (spec.width % spec.heads !== 0) throw new Error(`student block: spec.width (${spec.width}) must be a multiple of spec.heads (${spec.heads})`);
-  if (!(spec.layerNormEps > 0) || !Number.isFinite(spec.layerNormEps)) {
-    throw new Error(`student block: spec.layerNormEps must be a positive number, got ${String(spec.layerNormEps)}`);
-  }
-  if (typeof spec.qkvBias !== 'boolean') throw new Error(`student block: spec.qkvBias must be a boolean, got ${String(spec.qkvBias)}`);
-}
 
 /**
  * One differentiable layer. tfjs's autodiff (variables, the tape, variableGrads) chains these, each with its own

@@ -2,10 +2,10 @@
 // tfjs's autodiff (variableGrads), a batch larger than the micro-batch is split and its gradients accumulated, and
 // Adam is torch.optim.Adam's update written in tf ops.
 import * as tf from '@tensorflow/tfjs-core';
-import { decodeTrainerState, encodeTrainerState } from '@transformaly/core';
+import { checkAdamSettings, checkBlockSpec, checkInitialWeights, checkTrainingBatch, decodeTrainerState, encodeTrainerState } from '@transformaly/core';
 import type { AdamSettings, BlockSpec, StageState, StudentTrainer, Tensor } from '@transformaly/core';
 import type { TfjsBackendName } from '../backend.js';
-import { checkBlockSpec, studentBlock, studentWeightShapes, type StudentBlock } from './block.js';
+import { studentBlock, type StudentBlock } from './block.js';
 
 /** `StageState.meta.format` of a trainer checkpoint: the onnxruntime trainer's, so checkpoints move between them. */
 
@@ -45,20 +45,6 @@ export interface TfjsTrainerOptions {
   onDispose?: () => void;
 }
 
-function checkAdamSettings(adam: AdamSettings): void {
-  const check = (ok: boolean, field: string, expected: string, value: number) => {
-    if (!ok) throw new Error(`Adam settings: ${field} must be ${expected}, got ${String(value)}`);
-  };
-  check(Number.isFinite(adam.lr) && adam.lr >= 0, 'lr', 'a finite number >= 0', adam.lr);
-  check(Number.isFinite(adam.beta1) && adam.beta1 >= 0 && adam.beta1 < 1, 'beta1', 'in [0, 1)', adam.beta1);
-  check(Number.isFinite(adam.beta2) && adam.beta2 >= 0 && adam.beta2 < 1, 'beta2', 'in [0, 1)', adam.beta2);
-  check(Number.isFinite(adam.eps) && adam.eps >= 0, 'eps', 'a finite number >= 0', adam.eps);
-}
-
-function sameDims(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
 /**
  * Creates a trainer for one student block. The initial weights are copied (timm names and torch layouts, as
  * `Backbone.blockWeights` returns them); `attn.qkv.bias` must be present exactly when `spec.qkvBias`.
@@ -74,24 +60,7 @@ export async function createTfjsStudentTrainer(
   if (options.microBatch !== undefined && (!Number.isInteger(options.microBatch) || options.microBatch < 1)) {
     throw new Error(`student trainer: microBatch must be a positive integer, got ${String(options.microBatch)}`);
   }
-  const shapes = studentWeightShapes(spec);
-  for (const [name, dims] of shapes) {
-    const tensor = initialWeights[name];
-    const count = dims.reduce((a, b) => a * b, 1);
-    if (tensor === undefined) throw new Error(`student trainer: initial weight "${name}" is missing (expected dims [${dims.join(', ')}])`);
-    if (!sameDims(tensor.dims, dims)) {
-      throw new Error(`student trainer: initial weight "${name}" has dims [${tensor.dims.join(', ')}], expected [${dims.join(', ')}]`);
-    }
-    if (!(tensor.data instanceof Float32Array) || tensor.data.length !== count) {
-      throw new Error(`student trainer: initial weight "${name}" must hold ${count} float32 values`);
-    }
-  }
-  for (const name of Object.keys(initialWeights)) {
-    if (!shapes.has(name)) {
-      const hint = name === 'attn.qkv.bias' ? ' (spec.qkvBias is false)' : '';
-      throw new Error(`student trainer: unexpected initial weight "${name}"${hint}; expected ${[...shapes.keys()].join(', ')}`);
-    }
-  }
+  const shapes = checkInitialWeights(spec, initialWeights);
   await options.activate();
   return new TfjsStudentTrainer(spec, adam, shapes, initialWeights, options);
 }
@@ -143,24 +112,6 @@ class TfjsStudentTrainer implements StudentTrainer {
     return run;
   }
 
-  private check(input: Tensor, target: Tensor): number {
-    const { tokens, width } = this.spec;
-    for (const [what, t] of [
-      ['input', input],
-      ['target', target],
-    ] as const) {
-      const n = t.dims[0];
-      if (t.dims.length !== 3 || !Number.isInteger(n) || n < 1 || t.dims[1] !== tokens || t.dims[2] !== width) {
-        throw new Error(`student trainer: ${what} has dims [${t.dims.join(', ')}], expected [N, ${tokens}, ${width}]`);
-      }
-      if (!(t.data instanceof Float32Array) || t.data.length !== n * tokens * width) {
-        throw new Error(`student trainer: ${what} must hold ${n * tokens * width} float32 values`);
-      }
-    }
-    if (input.dims[0] !== target.dims[0]) throw new Error(`student trainer: input has ${input.dims[0]} images but target has ${target.dims[0]}`);
-    return input.dims[0];
-  }
-
   /** Rows [start, start + n) of a batch as a [n * tokens, width] tensor (no copy on the JavaScript side). */
   private rows(t: Tensor, start: number, n: number): tf.Tensor2D {
     const { tokens, width } = this.spec;
@@ -173,7 +124,7 @@ class TfjsStudentTrainer implements StudentTrainer {
    * so the sums are the whole batch's mean loss and its gradients. Returns kept tensors the caller disposes.
    */
   private lossAndGrads(input: Tensor, target: Tensor): { loss: number; grads: Map<string, tf.Tensor> } {
-    const n = this.check(input, target);
+    const n = checkTrainingBatch(this.spec, input, target);
     const micro = this.microBatchFor(n);
     const variables = [...this.params.values()];
     let loss = 0;
@@ -250,7 +201,7 @@ class TfjsStudentTrainer implements StudentTrainer {
 
   discrepancy(input: Tensor, target: Tensor): Promise<Float64Array> {
     return this.exclusive(() => {
-      const n = this.check(input, target);
+      const n = checkTrainingBatch(this.spec, input, target);
       const out = new Float64Array(n);
       // A forward pass holds far less than a training pass; twice the training micro-batch stays within budget.
       const micro = Math.min(n, 2 * this.microBatchFor(n));
