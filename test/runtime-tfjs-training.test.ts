@@ -26,6 +26,7 @@ import {
 } from '@transformaly/core';
 import { OnnxRuntime } from '@transformaly/runtime-onnx';
 import { TfjsRuntime, WASM_WORKING_SET_BYTES, plugin, studentsPlugin, trainingBytesPerImage, wasmMicroBatch } from '@transformaly/runtime-tfjs';
+import { expectClose } from './fixtures/close.js';
 
 const GOLDEN = join(import.meta.dirname, 'golden', 'training');
 const ADAM: AdamSettings = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
@@ -62,18 +63,6 @@ function batch(spec: BlockSpec, n: number, seed: number): { input: Tensor; targe
     return { dims, data };
   };
   return { input: make(), target: make() };
-}
-
-/** max |actual - expected| <= rtol * max |expected|. */
-function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, label: string): void {
-  expect(actual.length, label).toBe(expected.length);
-  let worst = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  expect(worst / scale, `${label}: max error ${worst} against scale ${scale}`).toBeLessThanOrEqual(rtol);
 }
 
 /**

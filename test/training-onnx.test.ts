@@ -16,6 +16,7 @@ import {
   STUDENT_OPSET_IMPORTS,
   studentWeightShapes,
 } from '../plugins/runtime-onnx/src/training/index.js';
+import { expectClose } from './fixtures/close.js';
 
 const DIR = join(import.meta.dirname, 'golden', 'training');
 const OPTIONS = { threads: 2 };
@@ -54,20 +55,6 @@ function weightsOf(g: Golden, spec: BlockSpec, prefix = 'weight/'): Record<strin
   const out: Record<string, Tensor> = {};
   for (const name of studentWeightShapes(spec).keys()) out[name] = g.tensor(`${prefix}${name}`);
   return out;
-}
-
-/** max |actual - expected| <= rtol * max |expected|, per tensor. */
-function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, label: string): void {
-  expect(actual.length, `${label}: length`).toBe(expected.length);
-  let scale = 0;
-  let worst = 0;
-  for (let i = 0; i < expected.length; i++) {
-    scale = Math.max(scale, Math.abs(expected[i]));
-    const d = Math.abs(actual[i] - expected[i]);
-    worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
-  }
-  expect(scale, `${label}: reference is all zeros`).toBeGreaterThan(0);
-  expect(worst / scale, `${label}: max error ${worst} against scale ${scale}`).toBeLessThanOrEqual(rtol);
 }
 
 const trainers: StudentTrainer[] = [];

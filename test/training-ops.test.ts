@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { OnnxGraph, readSafetensors, serializeOnnxModel } from '@transformaly/core';
 import type { ArrayEntry } from '@transformaly/core';
 import { STUDENT_OPSET_IMPORTS, Tape, type Var } from '../plugins/runtime-onnx/src/training/index.js';
+import { expectClose } from './fixtures/close.js';
 
 const GOLDEN = join(import.meta.dirname, 'golden', 'training', 'ops.safetensors');
 
@@ -25,20 +26,6 @@ function array(name: string): ArrayEntry {
   const entry = golden.arrays[name];
   if (entry === undefined) throw new Error(`${GOLDEN}: no tensor "${name}"`);
   return entry;
-}
-
-/** max |actual - expected| <= rtol * max |expected|, per tensor. */
-function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, label: string): void {
-  expect(actual.length, `${label}: length`).toBe(expected.length);
-  let scale = 0;
-  let worst = 0;
-  for (let i = 0; i < expected.length; i++) {
-    scale = Math.max(scale, Math.abs(expected[i]));
-    const d = Math.abs(actual[i] - expected[i]);
-    worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
-  }
-  expect(scale, `${label}: reference is all zeros`).toBeGreaterThan(0);
-  expect(worst / scale, `${label}: max error ${worst} against scale ${scale}`).toBeLessThanOrEqual(rtol);
 }
 
 /** The forward op of a case, on the tape. */
