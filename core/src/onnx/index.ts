@@ -20,3 +20,4 @@ export {
   type OnnxSerializeOptions,
   type OnnxExternalDataOptions,
 } from './serialize.js';
+export { checkSessionFeeds, checkSessionOutputs } from './session-checks.js';

@@ -1,4 +1,11 @@
-export { OnnxRuntime, type OnnxRuntimeOptions, type GraphOptimizationLevel } from './runtime.js';
+export { OnnxRuntime, type OnnxRuntimeOptions } from './runtime.js';
+export {
+  createOrtSession,
+  ortSessionOptions,
+  resolveSessionSettings,
+  type GraphOptimizationLevel,
+  type OrtSessionSettings,
+} from './sessions.js';
 export { runBatched } from './batch.js';
 export { CUDA_INSTALL_COMMAND } from './cuda.js';
 export { plugin, optionsSchema, type OnnxRuntimePluginOptions } from './plugin.js';

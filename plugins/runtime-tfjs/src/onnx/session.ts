@@ -1,6 +1,7 @@
 // An ONNX graph as a tfjs InferenceSession: constants are uploaded once (in the layouts their consumers want), and
 // each run executes only the nodes the requested outputs need, freeing every intermediate after its last use.
 import * as tf from '@tensorflow/tfjs-core';
+import { checkSessionFeeds, checkSessionOutputs } from '@transformaly/core';
 import type { InferenceSession, OnnxModel, Tensor } from '@transformaly/core';
 import { loadOnnxModel, onnxTypeName, ONNX_DATA_TYPE, type GraphNode, type LoadedModel } from './model.js';
 import { depthwiseFilter, OPS, type ConstantLayout, type OpContext, type OpDef } from './ops.js';
@@ -15,12 +16,6 @@ interface Plan {
   nodes: CompiledNode[];
   /** Per node, the values whose last reader it is. */
   release: string[][];
-}
-
-function elementCount(dims: readonly number[]): number {
-  let n = 1;
-  for (const d of dims) n *= d;
-  return n;
 }
 
 function derive(tensor: tf.Tensor, layout: ConstantLayout): tf.Tensor {
@@ -107,7 +102,7 @@ export class TfjsSession implements InferenceSession {
       this.release();
       throw error;
     }
-    if (defaultOutputs) this.checkOutputs(defaultOutputs);
+    if (defaultOutputs) checkSessionOutputs('runtime-tfjs', this.outputNames, defaultOutputs);
   }
 
   /** Uploads the constants (each only in the layouts it is used in) and binds every node to its operator. */
@@ -166,14 +161,6 @@ export class TfjsSession implements InferenceSession {
     }));
   }
 
-  private checkOutputs(outputs: readonly string[]): void {
-    for (const name of outputs) {
-      if (!this.outputNames.includes(name)) {
-        throw new Error(`runtime-tfjs: the model has no output '${name}' (outputs: ${this.outputNames.join(', ')})`);
-      }
-    }
-  }
-
   /** The nodes that the outputs need, in graph order, and when each value can be freed. */
   private plan(outputs: readonly string[]): Plan {
     const key = outputs.join('\u0000');
@@ -199,33 +186,11 @@ export class TfjsSession implements InferenceSession {
     return plan;
   }
 
-  private checkFeeds(feeds: Record<string, Tensor>): void {
-    for (const name of this.inputNames) {
-      const tensor = feeds[name];
-      if (tensor === undefined) throw new Error(`runtime-tfjs: missing feed for model input '${name}'`);
-      if (!(tensor.data instanceof Float32Array)) throw new Error(`runtime-tfjs: feed '${name}' must hold a Float32Array`);
-      const count = elementCount(tensor.dims);
-      if (tensor.data.length !== count) {
-        throw new Error(`runtime-tfjs: feed '${name}' has ${tensor.data.length} values but dims [${tensor.dims.join(', ')}] need ${count}`);
-      }
-      const declared = this.inputDims.get(name);
-      if (declared) {
-        const fits = declared.length === tensor.dims.length && declared.every((d, i) => typeof d !== 'number' || d === tensor.dims[i]);
-        if (!fits) {
-          throw new Error(`runtime-tfjs: feed '${name}' has dims [${tensor.dims.join(', ')}] but the model declares [${declared.join(', ')}]`);
-        }
-      }
-    }
-    for (const name of Object.keys(feeds)) {
-      if (!this.inputNames.includes(name)) throw new Error(`runtime-tfjs: the model has no input '${name}' (inputs: ${this.inputNames.join(', ')})`);
-    }
-  }
-
   async run(feeds: Record<string, Tensor>, outputs?: string[]): Promise<Record<string, Tensor>> {
     if (this.disposed) throw new Error('runtime-tfjs: run() on a disposed session');
     const wanted = outputs ?? this.defaultOutputs ?? [...this.outputNames];
-    this.checkOutputs(wanted);
-    this.checkFeeds(feeds);
+    checkSessionOutputs('runtime-tfjs', this.outputNames, wanted);
+    checkSessionFeeds('runtime-tfjs', this.inputNames, feeds, (name) => this.inputDims.get(name));
     await this.activate();
     if (this.disposed) throw new Error('runtime-tfjs: run() on a disposed session');
     const plan = this.plan(wanted);
