@@ -6,11 +6,13 @@ export {
   checkAdamSettings,
   checkBlockSpec,
   checkInitialWeights,
+  checkTrainerArguments,
   checkTrainingBatch,
   decodeTrainerState,
   encodeTrainerState,
   TRAINER_STATE_FORMAT,
   type TrainerArrayKind,
 } from './trainer-contract.js';
+export { EngineStudentTrainer, type StudentEngine, type StudentGradients } from './student-trainer.js';
 export { initStudentWeights, studentShapes, studentSeed } from './init.js';
 export { CHECKPOINT_FILE, readCheckpoint, type Checkpoint, type LossHistory, type StudentCheckpoint } from './checkpoint.js';

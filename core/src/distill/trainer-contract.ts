@@ -54,6 +54,16 @@ export function checkInitialWeights(spec: BlockSpec, initialWeights: Record<stri
   return shapes;
 }
 
+/**
+ * Every check a runtime's trainer factory makes on its arguments (block spec, Adam settings, initial weights), in that
+ * order; returns the block's weight shapes in order.
+ */
+export function checkTrainerArguments(spec: BlockSpec, initialWeights: Record<string, Tensor>, adam: AdamSettings): Map<string, number[]> {
+  checkBlockSpec(spec);
+  checkAdamSettings(adam);
+  return checkInitialWeights(spec, initialWeights);
+}
+
 /** Checks a batch of block inputs and targets, [N, tokens, width] float32 each, and returns N. */
 export function checkTrainingBatch(spec: BlockSpec, input: Tensor, target: Tensor): number {
   const { tokens, width } = spec;
