@@ -81,7 +81,6 @@ function contextOf(
 ): DistillerFitContext {
   return {
     backbone,
-    progress: new SilentProgress(),
     async *trainBatches(epoch: number) {
       extra.epochsAsked?.push(epoch);
       const order = new Rng(1000 + epoch).shuffle(data.train.map((_, i) => i));
@@ -97,8 +96,8 @@ function contextOf(
   };
 }
 
-function distiller(options: DistillerOptions): TransformalyDistiller {
-  return new TransformalyDistiller(options, runtime, new SilentProgress());
+function distiller(options: DistillerOptions, progress: ProgressReporter = new SilentProgress()): TransformalyDistiller {
+  return new TransformalyDistiller(options, runtime, progress);
 }
 
 function expectSameState(a: StageState, b: StageState, rel: number): void {
@@ -315,8 +314,8 @@ describe('training', () => {
   it('keeps the last epoch when there are no held-out images, and says so', async () => {
     const warnings: string[] = [];
     const progress: ProgressReporter = { task: () => ({ tick() {}, done() {} }), info() {}, warn: (m) => void warnings.push(m) };
-    const d = distiller({ blocks: [3], epochs: 2 });
-    await d.fit(contextOf(dataset(32, 16, 0), { progress }));
+    const d = distiller({ blocks: [3], epochs: 2 }, progress);
+    await d.fit(contextOf(dataset(32, 16, 0)));
     expect(d.bestEpochs).toEqual([1]);
     expect(d.history!.validation).toEqual([[null], [null]]);
     expect(warnings.join('\n')).toMatch(/no held-out images/);

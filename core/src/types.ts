@@ -194,14 +194,16 @@ export interface FeatureCombiner {
   importState(state: StageState): void;
 }
 
-/** Everything a distiller needs during `fit`: a stream of teacher batches, and where to keep checkpoints. */
+/**
+ * Everything a distiller needs during `fit`: the teacher, a stream of its input batches, and where to keep
+ * checkpoints. (A distiller reports progress to the `ProgressReporter` it was constructed with.)
+ */
 export interface DistillerFitContext {
   backbone: Backbone;
   /** Yields preprocessed batches of the training (and held-out) images, in a fixed order per epoch. */
   trainBatches(epoch: number): AsyncIterable<Tensor>;
   validationBatches(): AsyncIterable<Tensor>;
   checkpointDir?: string;
-  progress: ProgressReporter;
   signal?: AbortSignal;
 }
 

@@ -1,6 +1,5 @@
-import { formatDuration } from '../progress.js';
+import { SilentProgress } from '../progress.js';
 import type {
-  AdamSettings,
   ArrayEntry,
   BackboneInfo,
   BackboneOutput,
@@ -16,8 +15,8 @@ import type {
   Tensor,
   TrainableRuntime,
 } from '../types.js';
-import { readCheckpoint, setupDifference, checkpointPath, writeCheckpoint, type LossHistory, type StudentCheckpoint } from './checkpoint.js';
-import { cloneWeights, initStudentWeights, readStudentWeights, studentSeed, studentShapes } from './init.js';
+import type { LossHistory } from './checkpoint.js';
+import { initStudentWeights, readStudentWeights, studentSeed, studentShapes } from './init.js';
 import {
   describeSelection,
   fixedBlocks,
@@ -26,6 +25,8 @@ import {
   type DistillerOptions,
   type ResolvedDistillerOptions,
 } from './options.js';
+import { streamTeacherTaps, tapOf } from './taps.js';
+import { trainStudents, type TrainedStudents } from './training-loop.js';
 
 const STATE_FORMAT = 'transformaly-distiller/1';
 
@@ -55,21 +56,9 @@ export function asTrainableRuntime(runtime: Runtime): TrainableRuntime {
 }
 
 /** What a fit (or an imported state) leaves: the best weights of each student and how they were chosen. */
-interface FittedStudents {
+interface FittedStudents extends TrainedStudents {
   blocks: number[];
   spec: BlockSpec;
-  best: Record<string, Tensor>[];
-  bestEpoch: number[];
-  bestLoss: (number | null)[];
-  history: LossHistory;
-}
-
-interface RunningStudent {
-  block: number;
-  trainer: StudentTrainer;
-  best: Record<string, Tensor>;
-  bestEpoch: number;
-  bestLoss: number | null;
 }
 
 /**
@@ -78,11 +67,12 @@ interface RunningStudent {
  * the epoch with the lowest held-out loss. An image's fine-tuned feature is, per block, the mean squared difference
  * between the student's and the teacher's outputs.
  *
- * Training streams the teacher: each batch gets one teacher pass with taps at every selected block, then one step of
- * every student, so hidden states are never held for the whole data set. The training batch is whatever the fit
- * context yields (the Detector uses the config's `batchSize`). With a `checkpointDir`, every student's trainer state,
- * best weights and loss history are written atomically after each epoch, and a fit that finds a checkpoint resumes
- * from it; with the same data order, seed and thread count it ends with the same students as an uninterrupted fit.
+ * Training streams the teacher (`streamTeacherTaps`): each batch gets one teacher pass with taps at every selected
+ * block, then one step of every student (`trainStudents`), so hidden states are never held for the whole data set.
+ * The training batch is whatever the fit context yields (the Detector uses the config's `batchSize`). With a
+ * `checkpointDir`, every student's trainer state, best weights and loss history are written atomically after each
+ * epoch, and a fit that finds a checkpoint resumes from it; with the same data order, seed and thread count it ends
+ * with the same students as an uninterrupted fit.
  */
 export class TransformalyDistiller implements Distiller {
   readonly name = 'transformaly';
@@ -91,10 +81,11 @@ export class TransformalyDistiller implements Distiller {
   private fitted: FittedStudents | undefined;
   private scoring: Promise<StudentTrainer[]> | undefined;
 
+  /** `progress` receives the fit's messages and per-epoch progress. */
   constructor(
     options: DistillerOptions | undefined,
     runtime: Runtime,
-    private readonly progress: ProgressReporter,
+    private readonly progress: ProgressReporter = new SilentProgress(),
   ) {
     this.options = resolveDistillerOptions(options);
     this.runtime = asTrainableRuntime(runtime);
@@ -123,134 +114,45 @@ export class TransformalyDistiller implements Distiller {
   }
 
   async fit(context: DistillerFitContext): Promise<void> {
-    const { backbone, signal } = context;
-    // The reporter of the fit's caller; the one injected at construction when a caller gives none.
-    const progress = context.progress ?? this.progress;
-    const info = backbone.info;
+    const info = context.backbone.info;
     const blocks = selectBlocks(this.options.blocks, info.depth, info.id);
     const spec = blockSpecOf(info);
-    const { epochs, adam } = this.options;
+    const { epochs, adam, seed } = this.options;
     await this.dropScoring();
     this.fitted = undefined;
 
-    const setup: JsonObject = {
+    const file = this.options.initialWeights;
+    let initial: Promise<Map<number, Record<string, Tensor>>> | undefined;
+    const trained = await trainStudents({
+      blocks,
+      epochs,
+      startStudent: async (block) => {
+        if (file) initial ??= readStudentWeights(file, blocks, spec);
+        const weights = (await initial)?.get(block) ?? initStudentWeights(spec, studentSeed(seed, block));
+        return this.runtime.createStudentTrainer(spec, weights, adam);
+      },
+      taps: streamTeacherTaps(context, blocks, spec),
+      checkpoint: context.checkpointDir === undefined ? undefined : { dir: context.checkpointDir, setup: this.checkpointSetup(info, blocks, spec) },
+      progress: this.progress,
+      summary:
+        `distiller: ${blocks.length} student${blocks.length > 1 ? 's' : ''} for blocks ${blocks.join(', ')} of ${info.id}` +
+        ` (${info.depth} blocks, width ${info.width}), ${epochs} epochs, Adam lr ${adam.lr}`,
+      signal: context.signal,
+    });
+    this.fitted = { blocks, spec, ...trained };
+  }
+
+  /** What the students are trained with; a checkpoint is resumed only by a fit with the same setup. */
+  private checkpointSetup(info: BackboneInfo, blocks: number[], spec: BlockSpec): JsonObject {
+    return {
       blocks,
       spec: { ...spec },
-      adam: { ...adam },
+      adam: { ...this.options.adam },
       seed: this.options.seed,
       initialWeights: this.options.initialWeights ?? null,
       backbone: { id: info.id, sha256: info.sha256 },
       preprocess: { ...info.preprocess } as unknown as JsonObject,
     };
-    const dir = context.checkpointDir;
-    const saved = dir ? await readCheckpoint(dir) : undefined;
-    if (saved) {
-      const diff = setupDifference(saved.setup, setup);
-      if (diff) {
-        throw new Error(
-          `distiller checkpoint ${checkpointPath(dir!)} was written by a different training setup (${diff}); ` +
-            'delete it to train afresh, or use another checkpoint folder',
-        );
-      }
-      if (saved.epochsDone > epochs) {
-        progress.warn(`distiller checkpoint has ${saved.epochsDone} epochs done, more than the ${epochs} configured; its students are used as they are`);
-      }
-    }
-
-    const history: LossHistory = saved ? structuredClone(saved.history) : { train: [], validation: [] };
-    const startEpoch = saved?.epochsDone ?? 0;
-    let batchesPerEpoch = saved?.batchesPerEpoch ?? null;
-    progress.info(
-      `distiller: ${blocks.length} student${blocks.length > 1 ? 's' : ''} for blocks ${blocks.join(', ')} of ${info.id}` +
-        ` (${info.depth} blocks, width ${info.width}), ${epochs} epochs, Adam lr ${adam.lr}` +
-        (startEpoch > 0 ? `; resuming after epoch ${startEpoch} from ${checkpointPath(dir!)}` : ''),
-    );
-
-    const students = startEpoch < epochs ? await this.startStudents(blocks, spec, adam, saved?.students) : [];
-    try {
-      let warnedNoHeldOut = false;
-      const runStart = performance.now();
-      for (let epoch = startEpoch; epoch < epochs; epoch++) {
-        signal?.throwIfAborted();
-        const task = progress.task(`distill epoch ${epoch + 1}/${epochs}`, batchesPerEpoch ?? undefined);
-        const sums = new Float64Array(students.length);
-        let images = 0;
-        let batch = 0;
-        for await (const pixels of context.trainBatches(epoch)) {
-          signal?.throwIfAborted();
-          const n = pixels.dims[0];
-          const output = await backbone.forward(pixels, { taps: blocks });
-          let meanLoss = 0;
-          for (let i = 0; i < students.length; i++) {
-            const tap = tapOf(output, students[i].block, spec);
-            const loss = await students[i].trainer.step(tap.input, tap.output);
-            if (!Number.isFinite(loss)) throw this.nonFinite('training', loss, students[i].block, epoch, epochs, batch + 1, dir, history);
-            sums[i] += loss * n;
-            meanLoss += loss / students.length;
-          }
-          images += n;
-          batch++;
-          task.tick(1, `loss ${meanLoss.toExponential(3)}`);
-        }
-        if (images === 0) throw new Error(`distiller: epoch ${epoch + 1} yielded no training images`);
-        const train = Array.from(sums, (s) => s / images);
-
-        const validation = await this.validate(context, blocks, spec, students);
-        if (validation === undefined && !warnedNoHeldOut) {
-          warnedNoHeldOut = true;
-          progress.warn('distiller: no held-out images, so each student keeps its last epoch instead of its best one');
-        }
-        for (let i = 0; i < students.length; i++) {
-          const s = students[i];
-          const v = validation?.[i] ?? null;
-          if (v !== null && !Number.isFinite(v)) throw this.nonFinite('held-out', v, s.block, epoch, epochs, undefined, dir, history);
-          if (v === null || s.bestLoss === null || v < s.bestLoss) {
-            s.best = cloneWeights(s.trainer.weights());
-            s.bestEpoch = epoch;
-            s.bestLoss = v;
-          }
-        }
-        history.train.push(train);
-        history.validation.push(validation ?? students.map(() => null));
-        batchesPerEpoch = batch;
-        if (dir) {
-          await writeCheckpoint(dir, {
-            setup,
-            epochsDone: epoch + 1,
-            batchesPerEpoch,
-            history,
-            students: students.map((s): StudentCheckpoint => ({
-              block: s.block,
-              trainer: s.trainer.exportState(),
-              best: s.best,
-              bestEpoch: s.bestEpoch,
-              bestLoss: s.bestLoss,
-            })),
-          });
-        }
-        const perEpoch = (performance.now() - runStart) / 1000 / (epoch + 1 - startEpoch);
-        const meanOf = (xs: (number | null)[]) => (xs.some((x) => x === null) ? null : (xs as number[]).reduce((a, b) => a + b, 0) / xs.length);
-        const heldOut = meanOf(history.validation[history.validation.length - 1]);
-        const perBlock = students.map((s, i) => `${s.block}: ${(validation?.[i] ?? train[i]).toExponential(2)}`).join(', ');
-        task.done(
-          `train loss ${meanOf(train)!.toExponential(3)}` +
-            (heldOut === null ? `  [${perBlock}]` : `  held-out ${heldOut.toExponential(3)} [${perBlock}]`) +
-            (epoch + 1 < epochs ? `  distillation ETA ${formatDuration(perEpoch * (epochs - epoch - 1))}` : ''),
-        );
-      }
-      const finalStudents = students.length > 0 ? students : saved!.students;
-      this.fitted = {
-        blocks,
-        spec,
-        best: finalStudents.map((s) => s.best),
-        bestEpoch: finalStudents.map((s) => s.bestEpoch),
-        bestLoss: finalStudents.map((s) => s.bestLoss),
-        history,
-      };
-      progress.info(`distiller: best epochs ${blocks.map((b, i) => `${b}:${this.fitted!.bestEpoch[i] + 1}`).join(' ')} (block:epoch)`);
-    } finally {
-      await Promise.all(students.map((s) => s.trainer.dispose()));
-    }
   }
 
   async features(output: BackboneOutput): Promise<Matrix> {
@@ -336,69 +238,6 @@ export class TransformalyDistiller implements Distiller {
     return this.fitted;
   }
 
-  private async startStudents(blocks: number[], spec: BlockSpec, adam: AdamSettings, saved: StudentCheckpoint[] | undefined): Promise<RunningStudent[]> {
-    const file = this.options.initialWeights;
-    const initial = file ? await readStudentWeights(file, blocks, spec) : undefined;
-    const students: RunningStudent[] = [];
-    try {
-      for (const block of blocks) {
-        const init = initial?.get(block) ?? initStudentWeights(spec, studentSeed(this.options.seed, block));
-        const trainer = await this.runtime.createStudentTrainer(spec, init, adam);
-        students.push({ block, trainer, best: init, bestEpoch: -1, bestLoss: null });
-        const resumed = saved?.find((s) => s.block === block);
-        if (saved && !resumed) throw new Error(`distiller checkpoint has no student for block ${block}`);
-        if (resumed) {
-          trainer.importState(resumed.trainer);
-          Object.assign(students[students.length - 1], { best: resumed.best, bestEpoch: resumed.bestEpoch, bestLoss: resumed.bestLoss });
-        }
-      }
-    } catch (error) {
-      await Promise.all(students.map((s) => s.trainer.dispose()));
-      throw error;
-    }
-    return students;
-  }
-
-  /** Mean held-out loss of each student with its current weights; undefined when there are no held-out images. */
-  private async validate(context: DistillerFitContext, blocks: number[], spec: BlockSpec, students: RunningStudent[]): Promise<number[] | undefined> {
-    const sums = new Float64Array(students.length);
-    let images = 0;
-    for await (const pixels of context.validationBatches()) {
-      context.signal?.throwIfAborted();
-      const output = await context.backbone.forward(pixels, { taps: blocks });
-      for (let i = 0; i < students.length; i++) {
-        const tap = tapOf(output, students[i].block, spec);
-        const d = await students[i].trainer.discrepancy(tap.input, tap.output);
-        for (const v of d) sums[i] += v;
-      }
-      images += pixels.dims[0];
-    }
-    return images === 0 ? undefined : Array.from(sums, (s) => s / images);
-  }
-
-  private nonFinite(
-    kind: 'training' | 'held-out',
-    value: number,
-    block: number,
-    epoch: number,
-    epochs: number,
-    batch: number | undefined,
-    dir: string | undefined,
-    history: LossHistory,
-  ): Error {
-    const done = history.train.length;
-    const kept = !dir
-      ? 'no checkpoint folder was given'
-      : done > 0
-        ? `the checkpoint of epoch ${done} in ${checkpointPath(dir)} is kept`
-        : 'no epoch had completed, so there is no checkpoint';
-    return new Error(
-      `distiller: non-finite ${kind} loss (${value}) for the student of block ${block} at epoch ${epoch + 1}/${epochs}` +
-        `${batch !== undefined ? `, batch ${batch}` : ''}; training stopped (${kept}). ` +
-        'Check the images for NaN/Inf, or lower the learning rate.',
-    );
-  }
-
   private scoringTrainers(): Promise<StudentTrainer[]> {
     const fitted = this.fitted!;
     this.scoring ??= (async () => {
@@ -426,15 +265,4 @@ export class TransformalyDistiller implements Distiller {
       await Promise.all(trainers.map((t) => t.dispose()));
     }
   }
-}
-
-function tapOf(output: BackboneOutput, block: number, spec: BlockSpec): { input: Tensor; output: Tensor } {
-  const tap = output.taps.get(block);
-  if (!tap) throw new Error(`distiller: the backbone output has no taps for block ${block} (forward must be called with taps: distiller.blocks)`);
-  for (const [which, t] of [['input', tap.input], ['output', tap.output]] as const) {
-    if (t.dims.length !== 3 || t.dims[1] !== spec.tokens || t.dims[2] !== spec.width) {
-      throw new Error(`distiller: block ${block}'s tapped ${which} has shape [${t.dims}], expected [N, ${spec.tokens}, ${spec.width}]`);
-    }
-  }
-  return tap;
 }

@@ -1,5 +1,7 @@
 // Public surface of core/src/distill (re-exported from core/src/index.ts).
 export { TransformalyDistiller } from './distiller.js';
+export { trainStudents, type TrainingLoopSettings, type TrainedStudents } from './training-loop.js';
+export { streamTeacherTaps, type BlockTap, type TapBatch, type TapSource } from './taps.js';
 export { distillerPlugin } from './plugin.js';
 export { distillerOptionsSchema, selectBlocks, type BlockSelection, type DistillerOptions, type ResolvedDistillerOptions } from './options.js';
 export {

@@ -90,7 +90,6 @@ export class Detector {
         trainBatches: (epoch) => this.pixelBatches(epochOrder(fit, this.settings.seed, epoch), skipped),
         validationBatches: () => this.pixelBatches(heldOut, skipped),
         checkpointDir: options.checkpointDir,
-        progress: this.progress,
         signal: options.signal,
       });
     }
