@@ -7,9 +7,9 @@ import { Ajv } from 'ajv';
 import { Container } from 'inversify';
 import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TOKENS } from '@transformaly/core';
+import { TOKENS, initStudentWeights } from '@transformaly/core';
 import type { ProgressReporter, ProgressTask, Runtime, Tensor } from '@transformaly/core';
-import runtimePlugin, { CUDA_INSTALL_COMMAND, OnnxRuntime, plugin, runBatched } from '@transformaly/runtime-onnx';
+import runtimePlugin, { CUDA_INSTALL_COMMAND, OnnxRuntime, ortSessionOptions, plugin, resolveSessionSettings, runBatched } from '@transformaly/runtime-onnx';
 
 const { onnx } = onnxProto;
 
@@ -158,6 +158,50 @@ describe('OnnxRuntime on the CPU', () => {
     expectClose((await inter.run({ x })).y.data, reference(x.data, 3).y);
     for (const s of [warm, one, four, inter]) await s.dispose();
     expect(threadCount()).toBe(before);
+  });
+
+  it("trains students in sessions with the runtime's settings (one pool worker per extra thread, in each of a trainer's two sessions)", async () => {
+    const spec = { width: 16, heads: 2, mlpDim: 32, layerNormEps: 1e-6, qkvBias: true, tokens: 5 };
+    const adam = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    const warm = await new OnnxRuntime({ threads: 1 }).createStudentTrainer(spec, initStudentWeights(spec, 1), adam);
+    const before = threadCount();
+    const three = await new OnnxRuntime({ threads: 3 }).createStudentTrainer(spec, initStudentWeights(spec, 1), adam);
+    expect(threadCount() - before).toBe(2 * 2);
+    const inter = await new OnnxRuntime({ threads: 1, interOpThreads: 2, spinning: false }).createStudentTrainer(spec, initStudentWeights(spec, 1), adam);
+    expect(threadCount() - before).toBe(2 * 2 + 2 * 1);
+    for (const t of [warm, three, inter]) await t.dispose();
+    expect(threadCount()).toBe(before);
+  });
+
+  it('maps its settings to onnxruntime session options, with onnxruntime defaults where unset', async () => {
+    expect(ortSessionOptions(resolveSessionSettings({ threads: 2 }))).toEqual({
+      intraOpNumThreads: 2,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+      enableCpuMemArena: true,
+      executionProviders: ['cpu'],
+    });
+    const settings = { threads: 4, interOpThreads: 3, graphOptimizationLevel: 'basic', memoryArena: false, spinning: false, executionProviders: ['cuda', 'cpu'] } as const;
+    expect(ortSessionOptions(resolveSessionSettings(settings))).toEqual({
+      intraOpNumThreads: 4,
+      interOpNumThreads: 3,
+      executionMode: 'parallel',
+      graphOptimizationLevel: 'basic',
+      enableCpuMemArena: false,
+      executionProviders: ['cuda', 'cpu'],
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    });
+    expect(await new OnnxRuntime({ threads: 2, memoryArena: false, spinning: false }).sessionSettings()).toEqual({
+      threads: 2,
+      interOpThreads: 1,
+      executionProviders: ['cpu'],
+      graphOptimizationLevel: 'all',
+      memoryArena: false,
+      spinning: false,
+    });
+    expect(() => resolveSessionSettings({ memoryArena: 'no' as never })).toThrow(/runtime-onnx: option memoryArena must be a boolean, got "no"/);
+    expect(() => resolveSessionSettings({ executionProviders: [] })).toThrow(/option executionProviders must be a non-empty list/);
   });
 
   it('rejects bad options with the field name', () => {

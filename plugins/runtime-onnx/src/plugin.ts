@@ -18,6 +18,7 @@ export const optionsSchema: JsonSchema = {
     },
     graphOptimizationLevel: { enum: ['disabled', 'basic', 'extended', 'all'], description: "Default 'all'." },
     memoryArena: { type: 'boolean', description: "onnxruntime's CPU memory arena; default on." },
+    spinning: { type: 'boolean', description: 'Whether idle intra-op threads spin waiting for work; default on.' },
   },
 };
 
