@@ -153,10 +153,10 @@ async function profile(dir) {
   const { graph } = training.buildStudentTrainingGraph(spec);
   const model = await serializeOnnxModel(graph, { opsetImports: { ...training.STUDENT_OPSET_IMPORTS } });
   mkdirSync(dir, { recursive: true });
+  // The trainer's own session options (runtime-onnx's session factory), plus the profiler.
+  const { ortSessionOptions, resolveSessionSettings } = await import(join(here, '..', 'plugins', 'runtime-onnx', 'dist', 'sessions.js'));
   const session = await ort.InferenceSession.create(model.bytes, {
-    intraOpNumThreads: threads,
-    graphOptimizationLevel: 'all',
-    enableCpuMemArena: args.arena,
+    ...ortSessionOptions(resolveSessionSettings({ threads, memoryArena: args.arena })),
     enableProfiling: true,
     profileFilePrefix: join(dir, 'training-step'),
     optimizedModelFilePath: join(dir, 'training-step.optimized.onnx'),
