@@ -1,6 +1,6 @@
 export type * from './types.js';
 export { TOKENS, type TokenName } from './tokens.js';
-export { writeFileAtomic, writeDirAtomic } from './io/atomic.js';
+export { writeFileAtomic, writeDirAtomic, writeFully, FileWriteError } from './io/atomic.js';
 export {
   openSafetensors,
   readSafetensors,

@@ -9,7 +9,7 @@ import { createReadStream } from 'node:fs';
 import { copyFile, lstat, mkdir, open, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import type { ProgressReporter } from '@transformaly/core';
+import { writeFully, type ProgressReporter } from '@transformaly/core';
 
 export interface HubOptions {
   /** Cache root; default `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`. */
@@ -488,8 +488,16 @@ async function transfer(client: HubClient, meta: FileMeta, incomplete: string, r
   let written = append ? have : 0;
   try {
     for await (const chunk of response.body) {
-      await handle.write(chunk);
-      written += chunk.byteLength;
+      try {
+        // Positions are ignored in append mode on Linux; either way each chunk lands right after the previous one.
+        written = await writeFully(handle, chunk, written);
+      } catch (error) {
+        // A full disk is not a network error: retrying would not help.
+        throw new HubError(
+          `hub: cannot write ${incomplete}: ${(error as Error).message}; the bytes received so far are kept, and running again resumes from there`,
+          { cause: error },
+        );
+      }
       report(written);
     }
     await handle.sync();
