@@ -2,8 +2,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeImage, ImageDecodeError } from '@transformaly/core';
-import { pattern, tempDir, writeImage } from './fixtures/data/images.js';
+import { batches, createPreprocessor, decodeImage, FolderSource, ImageDecodeError, type Batch } from '@transformaly/core';
+import { blackPng, pattern, tempDir, writeImage } from './fixtures/data/images.js';
 
 const tmp = tempDir('decode');
 afterAll(() => tmp.remove());
@@ -45,6 +45,7 @@ beforeAll(async () => {
   writeFileSync(at('garbage.png'), 'this is not an image');
   const png = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#ff8800' } }).png().toBuffer();
   writeFileSync(at('truncated.png'), png.subarray(0, png.length - 40));
+  blackPng(at('bomb.png'), 16000, 16000);
 });
 
 describe('decodeImage', () => {
@@ -101,5 +102,50 @@ describe('decodeImage', () => {
     expect(decodeError.reason.length).toBeGreaterThan(0);
     expect(decodeError.message).toContain(at(name));
     expect(decodeError.message).toContain(decodeError.reason);
+  });
+});
+
+describe('the pixel limit', () => {
+  const refusal = async (promise: Promise<unknown>) =>
+    promise.then(
+      () => {
+        throw new Error('expected the image to be refused');
+      },
+      (e: unknown) => e as ImageDecodeError,
+    );
+
+  it('refuses a small file that declares 16000 x 16000 pixels, from its header, naming the file', async () => {
+    const error = await refusal(decodeImage(at('bomb.png')));
+    expect(error).toBeInstanceOf(ImageDecodeError);
+    expect(error.path).toBe(at('bomb.png'));
+    expect(error.message).toBe(
+      `Cannot decode image ${at('bomb.png')}: 16000 x 16000 = 256 megapixels, more than the maxPixels limit of 50 megapixels ` +
+        'per image, which bounds the memory decoding takes (raise it if this image is meant to be read)',
+    );
+  });
+
+  it('is an option: an image of exactly maxPixels decodes, one pixel fewer refuses it', async () => {
+    // rgb.png is 5 x 3 = 15 pixels.
+    expect((await decodeImage(at('rgb.png'), { maxPixels: 15 })).data.length).toBe(45);
+    const error = await refusal(decodeImage(at('rgb.png'), { maxPixels: 14 }));
+    expect(error.reason).toMatch(/^5 x 3 = 15 pixels, more than the maxPixels limit of 14 pixels per image/);
+  });
+
+  it("is a folder source's option; with skipBadFiles the image is skipped and listed with the reason", async () => {
+    await writeImage(at('ds/train/cat/small.png'), pattern(4, 4), 'png');
+    await writeImage(at('ds/train/cat/wide.png'), pattern(8, 4), 'png');
+    await writeImage(at('ds/test/cat/t.png'), pattern(4, 4), 'png');
+    const source = new FolderSource({ root: at('ds'), maxPixels: 16 });
+    const items = await source.items('train');
+    const wide = await refusal(items[1].load());
+    expect(wide.message).toContain(at('ds/train/cat/wide.png'));
+    const preprocessor = createPreprocessor({ size: [2, 2], resample: 'bilinear', mean: [0, 0, 0], std: [1, 1, 1] });
+    const seen: Batch[] = [];
+    for await (const batch of batches(items, 2, preprocessor, { skipBadFiles: true })) seen.push(batch);
+    expect(seen.flatMap((b) => b.items.map((i) => i.id))).toEqual([at('ds/train/cat/small.png')]);
+    expect(seen.flatMap((b) => b.skipped)).toEqual([
+      { id: at('ds/train/cat/wide.png'), reason: expect.stringMatching(/^8 x 4 = 32 pixels, more than the maxPixels limit of 16 pixels/) },
+    ]);
+    expect(() => new FolderSource({ root: at('ds'), maxPixels: 0 })).toThrow("FolderSource: option 'maxPixels' must be a positive integer, got 0");
   });
 });

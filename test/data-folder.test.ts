@@ -12,6 +12,7 @@ import {
   NormalAbnormalSource,
   normalAbnormalSourceSchema,
 } from '@transformaly/core';
+import { imageItemsFromArgs } from 'transformaly';
 import { pattern, tempDir, writeImage } from './fixtures/data/images.js';
 
 const tmp = tempDir('folder');
@@ -106,20 +107,67 @@ describe('FolderSource', () => {
     expect(await source.classes()).toEqual(['cat', 'dog']);
   });
 
-  it('follows linked folders and files, without looping on a cycle', async () => {
+  it('follows links that stay inside the folder being read; the named folder may itself be a link', async () => {
     await writeImage(at('linked/train/cat/real.png'), pattern(2, 2), 'png');
-    symlinkSync(at('ds/train/dog'), at('linked/train/dog'));
-    symlinkSync(at('linked/train/cat'), at('linked/train/cat/loop'));
-    symlinkSync(at('ds/train/cat/b.png'), at('linked/train/cat/link.png'));
+    await writeImage(at('linked/train/cat/.store/b.png'), pattern(2, 2), 'png');
+    await writeImage(at('linked/train/.dogs/x.png'), pattern(2, 2), 'png');
+    symlinkSync('.store/b.png', at('linked/train/cat/link.png'));
+    symlinkSync('.dogs', at('linked/train/dog'));
     symlinkSync(at('ds/test'), at('linked/test'));
-    const train = await new FolderSource({ root: at('linked') }).items('train');
-    expect(train.map((item) => item.id)).toEqual([
-      at('linked/train/cat/link.png'),
-      at('linked/train/cat/real.png'),
-      at('linked/train/dog/x.tiff'),
-      at('linked/train/dog/y.tif'),
-      at('linked/train/dog/z16.png'),
+    const source = new FolderSource({ root: at('linked') });
+    expect((await source.items('train')).map((item) => [item.label, item.id])).toEqual([
+      ['cat', at('linked/train/cat/link.png')],
+      ['cat', at('linked/train/cat/real.png')],
+      ['dog', at('linked/train/dog/x.png')],
     ]);
+    expect((await source.items('test')).map((item) => item.id)).toEqual([
+      at('linked/test/bird/broken.png'),
+      at('linked/test/bird/t3.png'),
+      at('linked/test/cat/t1.png'),
+      at('linked/test/dog/t2.png'),
+    ]);
+  });
+
+  it('refuses a link out of the folder being read (another split, another class), naming the link and its target', async () => {
+    await writeImage(at('leak/train/cat/a.png'), pattern(2, 2), 'png');
+    await writeImage(at('leak/test/cat/t.png'), pattern(2, 2), 'png');
+    symlinkSync(at('ds/test/cat/t1.png'), at('leak/train/cat/t1.png'));
+    const file = await errorOf(new FolderSource({ root: at('leak') }).items('train'));
+    expect(file).toBeInstanceOf(DataSourceError);
+    expect(file.message).toBe(
+      `${at('leak/train/cat/t1.png')} is a symbolic link to ${at('ds/test/cat/t1.png')}, outside ${at('leak/train/cat')}: links are ` +
+        'followed only inside the folder being read, so that they cannot pull in images from elsewhere (another class, the ' +
+        'test split); copy the files in, or name that folder itself',
+    );
+
+    await writeImage(at('classes/train/cat/a.png'), pattern(2, 2), 'png');
+    await writeImage(at('classes/train/dog/d.png'), pattern(2, 2), 'png');
+    symlinkSync('../dog', at('classes/train/cat/dogs'));
+    const sibling = await errorOf(new FolderSource({ root: at('classes') }).items('train'));
+    expect(sibling.message).toMatch(new RegExp(`^${at('classes/train/cat/dogs')} is a symbolic link to ${at('classes/train/dog')}, outside ${at('classes/train/cat')}:`));
+
+    await writeImage(at('outside/train/cat/a.png'), pattern(2, 2), 'png');
+    symlinkSync(at('ds/train/dog'), at('outside/train/dog'));
+    const classFolder = await errorOf(new FolderSource({ root: at('outside') }).items('train'));
+    expect(classFolder.message).toMatch(new RegExp(`^${at('outside/train/dog')} is a symbolic link to ${at('ds/train/dog')}, outside ${at('outside/train')}:`));
+  });
+
+  it('reports a link back to a folder that holds it, or a cycle of links, as a loop', async () => {
+    await writeImage(at('loop/train/cat/a.png'), pattern(2, 2), 'png');
+    // The case of the report: up -> ../.. inside a class folder reached train/ and test/ through the data set's root.
+    symlinkSync('../..', at('loop/train/cat/up'));
+    const up = await errorOf(new FolderSource({ root: at('loop') }).items('train'));
+    expect(up).toBeInstanceOf(DataSourceError);
+    expect(up.message).toBe(`${at('loop/train/cat/up')} is a symbolic link to ${at('loop')}, a folder that contains the link itself (a loop); remove it`);
+
+    await writeImage(at('self/a.png'), pattern(2, 2), 'png');
+    symlinkSync('.', at('self/here'));
+    await expect(listImages(at('self'), 'images')).rejects.toThrow(`${at('self/here')} is a symbolic link to ${at('self')}, a folder that contains the link itself (a loop)`);
+
+    await writeImage(at('cycle/a.png'), pattern(2, 2), 'png');
+    symlinkSync('y.png', at('cycle/x.png'));
+    symlinkSync('x.png', at('cycle/y.png'));
+    await expect(listImages(at('cycle'), 'images')).rejects.toThrow(`${at('cycle/x.png')} is a symbolic link that resolves to itself through other links (a loop)`);
   });
 
   it('names a missing folder and the layout expected', async () => {
@@ -173,6 +221,20 @@ describe('listImages and isImageFile', () => {
     expect(['a.PNG', 'b.jpeg', 'c.Tif', 'd.tiff', 'e.webp'].every(isImageFile)).toBe(true);
     expect(['a.gif', 'b.png.txt', 'png', 'c.bmp'].some(isImageFile)).toBe(false);
     await expect(listImages(at('nowhere'), 'a folder of images')).rejects.toThrow(/does not exist; expected layout: a folder of images/);
+  });
+
+  it("the CLI's image arguments: a named file or folder may be a link; links inside a folder stay inside it", async () => {
+    await writeImage(at('args/mine/a.png'), pattern(2, 2), 'png');
+    symlinkSync(at('ds/train/cat/b.png'), at('args/named.png'));
+    symlinkSync(at('args/mine'), at('args/named-folder'));
+    const items = await imageItemsFromArgs(['named.png', 'named-folder'], at('args'));
+    expect(items.map((item) => item.id)).toEqual([at('args/named-folder/a.png'), at('args/named.png')]);
+    symlinkSync(at('ds/train'), at('args/mine/up'));
+    await expect(imageItemsFromArgs(['mine'], at('args'))).rejects.toThrow(
+      `${at('args/mine/up')} is a symbolic link to ${at('ds/train')}, outside ${at('args/mine')}`,
+    );
+    const big = await imageItemsFromArgs([at('ds/train/cat/b.png')], at('args'), { maxPixels: 23 });
+    await expect(big[0].load()).rejects.toThrow(/6 x 4 = 24 pixels, more than the maxPixels limit of 23 pixels/);
   });
 });
 

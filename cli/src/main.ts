@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ConsoleProgress } from '@transformaly/core';
+import { ConsoleProgress, DEFAULT_MAX_PIXELS } from '@transformaly/core';
 import { embedCommand } from './commands/embed.js';
 import { evalCommand } from './commands/eval.js';
 import { fitCommand } from './commands/fit.js';
@@ -73,7 +73,8 @@ program
   .argument('<inputs...>', 'image files or folders')
   .requiredOption('-d, --detector <dir>', 'detector folder written by fit or run')
   .option('-o, --out <file>', 'CSV file to write (default: stdout)')
-  .action(action((inputs: string[], options: { detector: string; out?: string }) => scoreCommand(inputs, options, progress)));
+  .option('--max-pixels <n>', `refuse images with more pixels than this (default ${DEFAULT_MAX_PIXELS})`, positiveInt('--max-pixels'))
+  .action(action((inputs: string[], options: { detector: string; out?: string; maxPixels?: number }) => scoreCommand(inputs, options, progress)));
 
 program
   .command('embed')
@@ -90,6 +91,7 @@ program
   .option('--threads <n>', 'intra-op threads', positiveInt('--threads'))
   .option('--cache-dir <dir>', 'hub cache folder (default: the HF_HOME convention)')
   .option('--offline', 'use only the hub cache')
+  .option('--max-pixels <n>', `refuse images with more pixels than this (default ${DEFAULT_MAX_PIXELS})`, positiveInt('--max-pixels'))
   .action(action((inputs: string[], options: Parameters<typeof embedCommand>[1]) => embedCommand(inputs, options, progress)));
 
 program

@@ -15,13 +15,14 @@ export interface EmbedOptions {
   threads?: number;
   cacheDir?: string;
   offline?: boolean;
+  maxPixels?: number;
 }
 
 /** Writes the pre-trained features (final-LayerNorm CLS) of images as float32 (N, D) .npy, rows in path order. */
 export async function embedCommand(inputs: string[], options: EmbedOptions, progress: ProgressReporter): Promise<void> {
   if (options.runtime !== 'onnx') throw new Error(`--runtime ${options.runtime}: embed runs on "onnx"`);
   if (!options.out.endsWith('.npy')) throw new Error(`--out ${options.out}: expected a file name ending in .npy`);
-  const items = await imageItemsFromArgs(inputs);
+  const items = await imageItemsFromArgs(inputs, process.cwd(), { maxPixels: options.maxPixels });
   const runtime = new OnnxRuntime({ threads: options.threads, progress });
   const backbone = await loadVitBackbone(
     {

@@ -4,7 +4,11 @@ import { createPipeline, csvField, writeFileAtomic, type ProgressReporter, type 
 import { imageItemsFromArgs } from '../images.js';
 
 /** Scores images with a saved detector, rebuilt from the config stored in its manifest: no retraining. */
-export async function scoreCommand(inputs: string[], options: { detector: string; out?: string }, progress: ProgressReporter): Promise<void> {
+export async function scoreCommand(
+  inputs: string[],
+  options: { detector: string; out?: string; maxPixels?: number },
+  progress: ProgressReporter,
+): Promise<void> {
   let manifest: { config?: TransformalyConfig };
   try {
     manifest = JSON.parse(await readFile(join(options.detector, 'manifest.json'), 'utf8'));
@@ -16,7 +20,7 @@ export async function scoreCommand(inputs: string[], options: { detector: string
     const detector = await pipeline.loadDetector(options.detector);
     const info = detector.parts.backbone.info;
     if (info.untrained) progress.warn(`${options.detector} was fitted on ${info.id}, an UNTRAINED backbone (random weights): these scores are for tests and smoke runs only`);
-    const items = await imageItemsFromArgs(inputs);
+    const items = await imageItemsFromArgs(inputs, process.cwd(), { maxPixels: options.maxPixels });
     const scores = await detector.score(items);
     const lines = ['path,pretrained,finetuned,combined,threshold,anomalous'];
     for (let i = 0; i < scores.ids.length; i++) {

@@ -3,6 +3,18 @@ import type { RgbImage } from '../types.js';
 import { ImageDecodeError } from './errors.js';
 
 /**
+ * The default limit on an image's pixels (width x height). Decoding takes 15 bytes per pixel at the peak (8-bit RGB
+ * from libvips plus the float32 copy), so 50 megapixels is about 750 MB per image, and a batch decodes several at a
+ * time; a small file can declare far more (a 31 KB PNG can say 16000 x 16000).
+ */
+export const DEFAULT_MAX_PIXELS = 50_000_000;
+
+export interface DecodeOptions {
+  /** Images with more pixels than this (from their header, before decoding) are refused; default `DEFAULT_MAX_PIXELS`. */
+  maxPixels?: number;
+}
+
+/**
  * Decodes a PNG, JPEG, WebP or TIFF file to RGB floats in [0, 1], HWC.
  *
  * - Grayscale is expanded to three equal channels.
@@ -13,15 +25,26 @@ import { ImageDecodeError } from './errors.js';
  * - EXIF orientation is not applied, as PIL does not apply it either; the stored pixel grid is returned.
  * - Multi-page files (TIFF, animated WebP) give their first page.
  *
- * Throws `ImageDecodeError` (with the path and libvips' reason) for missing, truncated or undecodable files, and
- * for sample formats other than 8 and 16 bits (e.g. float TIFF).
+ * Throws `ImageDecodeError` (with the path and libvips' reason) for missing, truncated or undecodable files, for
+ * sample formats other than 8 and 16 bits (e.g. float TIFF), and for images whose header declares more than
+ * `maxPixels` pixels (checked before any pixel is decoded).
  */
-export async function decodeImage(path: string): Promise<RgbImage> {
+export async function decodeImage(path: string, options: DecodeOptions = {}): Promise<RgbImage> {
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   try {
     // 'truncated' rejects cut-off files (PIL also refuses them) while tolerating the benign libjpeg warnings that
-    // many real-world photos trigger.
-    const pipeline = sharp(path, { failOn: 'truncated' });
+    // many real-world photos trigger. sharp's own pixel limit is off: the check below gives the clearer message.
+    const pipeline = sharp(path, { failOn: 'truncated', limitInputPixels: false });
+    // The header alone: the size is checked before libvips allocates anything for the pixels.
     const meta = await pipeline.metadata();
+    const pixels = (meta.width ?? 0) * (meta.height ?? 0);
+    if (pixels > maxPixels) {
+      throw new ImageDecodeError(
+        path,
+        `${meta.width} x ${meta.height} = ${formatPixels(pixels)}, more than the maxPixels limit of ${formatPixels(maxPixels)} per ` +
+          'image, which bounds the memory decoding takes (raise it if this image is meant to be read)',
+      );
+    }
     const sixteenBit = meta.depth === 'ushort';
     if (!sixteenBit && meta.depth !== 'uchar') {
       throw new ImageDecodeError(path, `unsupported sample format '${meta.depth}' (8- and 16-bit unsigned images are supported)`);
@@ -51,4 +74,8 @@ export async function decodeImage(path: string): Promise<RgbImage> {
     const reason = error instanceof Error ? error.message : String(error);
     throw new ImageDecodeError(path, reason, { cause: error });
   }
+}
+
+function formatPixels(pixels: number): string {
+  return pixels >= 1e6 ? `${Number((pixels / 1e6).toPrecision(4))} megapixels` : `${pixels} pixels`;
 }

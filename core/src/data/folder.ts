@@ -1,9 +1,9 @@
 import { join, resolve } from 'node:path';
 import type { ImageItem, ImageSource, JsonSchema, Split } from '../types.js';
-import { decodeImage } from './decode.js';
+import { DEFAULT_MAX_PIXELS, decodeImage } from './decode.js';
 import { DataSourceError } from './errors.js';
 import { EXTENSION_LIST, listImages, subfolders } from './files.js';
-import { optionalPath, optionsObject, requiredPath } from './options.js';
+import { optionalPath, optionalPositiveInteger, optionsObject, requiredPath } from './options.js';
 
 export interface FolderSourceOptions {
   /** Folder holding `train/<class>/...` and `test/<class>/...`. */
@@ -12,10 +12,17 @@ export interface FolderSourceOptions {
   train?: string;
   /** The test split's folder (one subfolder per class), instead of `root`. */
   test?: string;
+  /** Images whose header declares more pixels than this are refused before decoding; default 50 megapixels. */
+  maxPixels?: number;
 }
 
 // `resolvePath` (a keyword of the config validator) makes a relative path absolute against the config file's folder.
 const pathString = (description: string): JsonSchema => ({ type: 'string', minLength: 1, resolvePath: true, description });
+const maxPixelsSchema: JsonSchema = {
+  type: 'integer',
+  minimum: 1,
+  description: `Images whose header declares more pixels (width x height) are refused before decoding, to bound memory; default: ${DEFAULT_MAX_PIXELS}.`,
+};
 
 /** Options of `FolderSource`: either `root`, or both `train` and `test`. */
 export const folderSourceSchema: JsonSchema = {
@@ -25,6 +32,7 @@ export const folderSourceSchema: JsonSchema = {
     root: pathString('Folder holding train/ and test/.'),
     train: pathString('Train folder (one subfolder per class); use with test instead of root.'),
     test: pathString('Test folder (one subfolder per class); use with train instead of root.'),
+    maxPixels: maxPixelsSchema,
   },
   additionalProperties: false,
   // Each branch names its properties itself: strict ajv (strictRequired) wants `required` keys defined alongside.
@@ -40,6 +48,8 @@ export interface NormalAbnormalSourceOptions {
   train: string;
   /** Folder with `normal/` and `abnormal/` subfolders. */
   test: string;
+  /** Images whose header declares more pixels than this are refused before decoding; default 50 megapixels. */
+  maxPixels?: number;
 }
 
 /** Options of `NormalAbnormalSource`. */
@@ -49,13 +59,14 @@ export const normalAbnormalSourceSchema: JsonSchema = {
   properties: {
     train: pathString('Folder of normal training images (searched recursively).'),
     test: pathString('Folder with normal/ and abnormal/ subfolders.'),
+    maxPixels: maxPixelsSchema,
   },
   required: ['train', 'test'],
   additionalProperties: false,
 };
 
-function fileItem(path: string, label: string): ImageItem {
-  return { id: path, label, load: () => decodeImage(path) };
+function fileItem(path: string, label: string, maxPixels: number | undefined): ImageItem {
+  return { id: path, label, load: () => decodeImage(path, { maxPixels }) };
 }
 
 /**
@@ -69,10 +80,12 @@ export class FolderSource implements ImageSource {
   readonly name = 'folder';
   private readonly folders: Record<Split, string>;
   private readonly layout: string;
+  private readonly maxPixels: number | undefined;
   private readonly listings = new Map<Split, Promise<Map<string, string[]>>>();
 
   constructor(options: FolderSourceOptions) {
-    const record = optionsObject('FolderSource', options, ['root', 'train', 'test']);
+    const record = optionsObject('FolderSource', options, ['root', 'train', 'test', 'maxPixels']);
+    this.maxPixels = optionalPositiveInteger('FolderSource', record, 'maxPixels');
     const root = optionalPath('FolderSource', record, 'root');
     const train = optionalPath('FolderSource', record, 'train');
     const test = optionalPath('FolderSource', record, 'test');
@@ -98,7 +111,7 @@ export class FolderSource implements ImageSource {
   async items(split: Split): Promise<ImageItem[]> {
     const listing = await this.listing(split);
     const items: ImageItem[] = [];
-    for (const [label, paths] of listing) for (const path of paths) items.push(fileItem(path, label));
+    for (const [label, paths] of listing) for (const path of paths) items.push(fileItem(path, label, this.maxPixels));
     return items;
   }
 
@@ -139,10 +152,12 @@ export class NormalAbnormalSource implements ImageSource {
   private readonly train: string;
   private readonly test: string;
   private readonly layout: string;
+  private readonly maxPixels: number | undefined;
   private readonly listings = new Map<Split, Promise<ImageItem[]>>();
 
   constructor(options: NormalAbnormalSourceOptions) {
-    const record = optionsObject('NormalAbnormalSource', options, ['train', 'test']);
+    const record = optionsObject('NormalAbnormalSource', options, ['train', 'test', 'maxPixels']);
+    this.maxPixels = optionalPositiveInteger('NormalAbnormalSource', record, 'maxPixels');
     this.train = resolve(requiredPath('NormalAbnormalSource', record, 'train'));
     this.test = resolve(requiredPath('NormalAbnormalSource', record, 'test'));
     this.layout = `${this.train}/<normal images> and ${this.test}/normal/<images>, ${this.test}/abnormal/<images> (${EXTENSION_LIST})`;
@@ -163,7 +178,7 @@ export class NormalAbnormalSource implements ImageSource {
   }
 
   private async listTrain(): Promise<ImageItem[]> {
-    return (await listImages(this.train, this.layout)).map((path) => fileItem(path, 'normal'));
+    return (await listImages(this.train, this.layout)).map((path) => fileItem(path, 'normal', this.maxPixels));
   }
 
   private async listTest(): Promise<ImageItem[]> {
@@ -178,7 +193,7 @@ export class NormalAbnormalSource implements ImageSource {
     }
     const items: ImageItem[] = [];
     for (const label of ['normal', 'abnormal']) {
-      for (const path of await listImages(join(this.test, label), this.layout)) items.push(fileItem(path, label));
+      for (const path of await listImages(join(this.test, label), this.layout)) items.push(fileItem(path, label, this.maxPixels));
     }
     return items;
   }

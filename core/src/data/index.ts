@@ -1,6 +1,6 @@
 // Public surface of core/src/data (re-exported from core/src/index.ts).
 export { ImageDecodeError, DataSourceError } from './errors.js';
-export { decodeImage } from './decode.js';
+export { decodeImage, DEFAULT_MAX_PIXELS, type DecodeOptions } from './decode.js';
 export { IMAGE_EXTENSIONS, isImageFile, listImages } from './files.js';
 export {
   FolderSource,

@@ -30,6 +30,15 @@ export function requiredPath(source: string, record: Record<string, unknown>, ke
   return value;
 }
 
+export function optionalPositiveInteger(source: string, record: Record<string, unknown>, key: string): number | undefined {
+  const value = record[key];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new DataSourceError(`${source}: option '${key}' must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
 export function oneOf<T extends string>(
   source: string,
   record: Record<string, unknown>,
