@@ -138,8 +138,14 @@ describe('checkpoint files', () => {
       );
       expect(error?.message).toContain(join(dir, 'pytorch_model.bin'));
       expect(error?.message).toContain('from safetensors.torch import save_file');
-      expect(error?.message).toContain(`torch.load("${join(dir, 'pytorch_model.bin')}", map_location="cpu")`);
-      expect(error?.message).toContain(`save_file({k: v.contiguous() for k, v in state.items()}, "${join(dir, 'pytorch_model.safetensors')}")`);
+      // The safe form: weights_only=True never runs code from the file; each tensor gets its own contiguous storage,
+      // which save_file requires (it refuses shared or non-contiguous tensors).
+      expect(error?.message).toContain(`state = torch.load("${join(dir, 'pytorch_model.bin')}", map_location="cpu", weights_only=True)\n`);
+      expect(error?.message).toContain(
+        `save_file({k: v.contiguous().clone() for k, v in state.items() if isinstance(v, torch.Tensor)}, "${join(dir, 'pytorch_model.safetensors')}")`,
+      );
+      expect(error?.message).not.toMatch(/torch\.load\([^)]*\)(?<!weights_only=True\))/);
+      expect(error?.message).toMatch(/\(\.bin, \.pth, \.pt, \.ckpt, \.pkl\) are not read/);
     }
     await expect(loadVitBackbone({ checkpoint: join(dir, 'model.pth') }, { runtime })).rejects.toThrow(/not a hub id/);
     await writeFile(join(dir, 'model.pth'), 'x');
@@ -260,6 +266,24 @@ describe('preprocessing', () => {
       { progress },
     );
     expect(progress.warnings).toEqual([]);
+  });
+
+  it("a filter this backbone lacks (PIL's LANCZOS) is refused with advice that works: the resample option", async () => {
+    const dir = join(tmp, 'lanczos');
+    await cp(join(GOLDEN, 'a', 'hf'), dir, { recursive: true });
+    const preprocessor = JSON.parse(await readFile(join(dir, 'preprocessor_config.json'), 'utf8'));
+    await writeFile(join(dir, 'preprocessor_config.json'), JSON.stringify({ ...preprocessor, resample: 1 }));
+    await expect(withBackbone({ checkpoint: dir }, async () => undefined)).rejects.toThrow(
+      `${join(dir, 'preprocessor_config.json')}: "resample" is 1; supported PIL codes are 0 (nearest), 2 (bilinear), 3 (bicubic) — set the resample option to override`,
+    );
+    await withBackbone({ checkpoint: dir, resample: 'bicubic' }, async (b) => expect(b.info.preprocess.resample).toBe('bicubic'));
+
+    const timm = join(tmp, 'timm-lanczos');
+    await cp(join(GOLDEN, 'a', 'timm'), timm, { recursive: true });
+    const config = JSON.parse(await readFile(join(timm, 'config.json'), 'utf8'));
+    await writeFile(join(timm, 'config.json'), JSON.stringify({ ...config, pretrained_cfg: { ...config.pretrained_cfg, interpolation: 'lanczos' } }));
+    await expect(withBackbone({ checkpoint: timm }, async () => undefined)).rejects.toThrow(/interpolation is "lanczos".*set the resample option to override/);
+    await withBackbone({ checkpoint: timm, resample: 'bilinear' }, async (b) => expect(b.info.preprocess.resample).toBe('bilinear'));
   });
 
   it('falls back to defaults with a warning when nothing gives it', async () => {

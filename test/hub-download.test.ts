@@ -232,7 +232,7 @@ describe('resolveHubCheckpoint', () => {
         /acme\/no-weights \(revision main\) has neither model\.safetensors nor model\.safetensors\.index\.json/,
       );
       await expect(resolveHubCheckpoint('acme/pickle-only', opts)).rejects.toThrow(
-        /only pickle weights \(pytorch_model\.bin\).*convert them to safetensors/,
+        /only pickle weights \(pytorch_model\.bin\).*convert the weights to safetensors.*\n.*torch\.load\("pytorch_model\.bin", map_location="cpu", weights_only=True\)/s,
       );
       await expect(resolveHubCheckpoint('acme/no-config', opts)).rejects.toThrow(
         /acme\/no-config \(revision main\) has no file config\.json/,

@@ -211,7 +211,11 @@ export async function loadVitBackbone(options: VitBackboneOptions, context: VitL
     revision: options.revision,
     progress,
   });
-  const checkpoint = await readVitCheckpoint(path, { heads: options.heads, layerNormEps: options.layerNormEps, imageSize }, progress);
+  const checkpoint = await readVitCheckpoint(
+    path,
+    { heads: options.heads, layerNormEps: options.layerNormEps, imageSize, resample: options.resample },
+    progress,
+  );
   const arch = atImageSize(checkpoint.arch, checkpoint.weights, imageSize);
   const fromConfig = checkpoint.preprocess;
   if (fromConfig.size && !imageSize && (fromConfig.size[0] !== arch.imageSize[0] || fromConfig.size[1] !== arch.imageSize[1])) {

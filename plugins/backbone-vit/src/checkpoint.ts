@@ -13,6 +13,7 @@ import {
 } from '@transformaly/core';
 import { checkArch, gridOf, type VitArch, type VitWeights } from './arch.js';
 import { resolveHubCheckpoint } from './hub.js';
+import { conversionSnippet, PICKLE_EXTENSIONS } from './pickle.js';
 
 /** A checkpoint that cannot be used as a ViT: names the file and, where one is at fault, the tensor. */
 export class CheckpointError extends Error {
@@ -31,6 +32,8 @@ export interface ArchOverrides {
    * (when it fits them). Resampling to another size is the loader's business.
    */
   imageSize?: [number, number];
+  /** The caller's resampling filter: the checkpoint's is then not needed, and one this backbone lacks is no error. */
+  resample?: Resample;
 }
 
 export interface VitCheckpoint {
@@ -55,7 +58,6 @@ export interface HubLookup {
   progress?: ProgressReporter;
 }
 
-const PICKLE_EXTENSIONS = new Set(['.bin', '.pth', '.pt', '.ckpt', '.pkl']);
 const INDEX_FILE = 'model.safetensors.index.json';
 
 /**
@@ -76,11 +78,9 @@ export async function locateCheckpoint(checkpoint: string, hub: HubLookup = {}):
 export function pickleRefusal(path: string): CheckpointError {
   const target = join(dirname(path), `${basename(path, extname(path))}.safetensors`);
   return new CheckpointError(
-    `${path}: PyTorch pickle checkpoints (.bin, .pth, .pt) are not read, because unpickling can run arbitrary code. ` +
-      'Convert it to safetensors once (pip install safetensors), then pass the new file:\n' +
-      `  import torch; from safetensors.torch import save_file\n` +
-      `  state = torch.load(${JSON.stringify(path)}, map_location="cpu"); state = state.get("model", state.get("state_dict", state))\n` +
-      `  save_file({k: v.contiguous() for k, v in state.items()}, ${JSON.stringify(target)})`,
+    `${path}: PyTorch pickle checkpoints (${[...PICKLE_EXTENSIONS].join(', ')}) are not read, because unpickling can run arbitrary code. ` +
+      'Convert it to safetensors once in Python (pip install torch safetensors), then pass the new file:\n' +
+      conversionSnippet(path, target),
   );
 }
 
@@ -294,14 +294,17 @@ function sizePair(value: unknown, file: string, key: string): [number, number] |
 /** PIL's resampling codes as used by Hugging Face image processors. */
 const PIL_RESAMPLE: Record<number, Resample> = { 0: 'nearest', 2: 'bilinear', 3: 'bicubic' };
 
-/** Preprocessing from a Hugging Face `preprocessor_config.json`. */
-export function hfPreprocess(json: Json, file: string): Partial<PreprocessSpec> {
+/**
+ * Preprocessing from a Hugging Face `preprocessor_config.json`. With `resampleGiven` (the resample option is set)
+ * its resampling filter is not read.
+ */
+export function hfPreprocess(json: Json, file: string, resampleGiven = false): Partial<PreprocessSpec> {
   const spec: Partial<PreprocessSpec> = {};
   if (json.do_resize !== false) {
     const size = sizePair(json.size, file, 'size');
     if (size) spec.size = size;
     const code = json.resample;
-    if (code !== undefined && code !== null) {
+    if (code !== undefined && code !== null && !resampleGiven) {
       const resample = PIL_RESAMPLE[code as number];
       if (!resample) {
         throw new CheckpointError(`${file}: "resample" is ${JSON.stringify(code)}; supported PIL codes are 0 (nearest), 2 (bilinear), 3 (bicubic) — set the resample option to override`);
@@ -319,8 +322,11 @@ export function hfPreprocess(json: Json, file: string): Partial<PreprocessSpec> 
   return dropUndefined(spec);
 }
 
-/** Preprocessing from a timm hub `config.json` (its `pretrained_cfg`). */
-export function timmPreprocess(json: Json, file: string): Partial<PreprocessSpec> {
+/**
+ * Preprocessing from a timm hub `config.json` (its `pretrained_cfg`). With `resampleGiven` (the resample option is
+ * set) its interpolation is not read.
+ */
+export function timmPreprocess(json: Json, file: string, resampleGiven = false): Partial<PreprocessSpec> {
   const cfg = json.pretrained_cfg;
   if (cfg === undefined || cfg === null || typeof cfg !== 'object') return {};
   const c = cfg as Json;
@@ -334,7 +340,7 @@ export function timmPreprocess(json: Json, file: string): Partial<PreprocessSpec
     spec.size = [input[1], input[2]];
   }
   const interpolation = c.interpolation;
-  if (interpolation !== undefined) {
+  if (interpolation !== undefined && !resampleGiven) {
     if (interpolation !== 'bilinear' && interpolation !== 'bicubic' && interpolation !== 'nearest') {
       throw new CheckpointError(`${file}: pretrained_cfg.interpolation is ${JSON.stringify(interpolation)}; expected bilinear, bicubic or nearest — set the resample option to override`);
     }
@@ -420,7 +426,7 @@ export async function readVitCheckpoint(path: string, overrides: ArchOverrides =
       };
       const preprocessorPath = join(dir, 'preprocessor_config.json');
       const preprocessor = await readJson(preprocessorPath);
-      if (preprocessor !== undefined) preprocess = hfPreprocess(preprocessor as Json, preprocessorPath);
+      if (preprocessor !== undefined) preprocess = hfPreprocess(preprocessor as Json, preprocessorPath, overrides.resample !== undefined);
     } else {
       if (proj.length !== 4 || proj[2] !== proj[3]) {
         throw new CheckpointError(`${fileLabel}: tensor "patch_embed.proj.weight" has shape [${proj}]; expected [width, 3, patch, patch]`);
@@ -435,7 +441,7 @@ export async function readVitCheckpoint(path: string, overrides: ArchOverrides =
         patchSize: proj[2],
         imageSize: nativeGrid(pos[1], proj[2], overrides.imageSize, 'pos_embed', fileLabel),
       };
-      preprocess = timmPreprocess(config, configPath);
+      preprocess = timmPreprocess(config, configPath, overrides.resample !== undefined);
     }
     checkArch(arch, fileLabel);
 

@@ -10,6 +10,7 @@ import { copyFile, lstat, mkdir, open, readFile, readlink, rename, rm, stat, sym
 import { homedir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { writeFully, type ProgressReporter } from '@transformaly/core';
+import { conversionSnippet } from './pickle.js';
 
 export interface HubOptions {
   /** Cache root; default `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`. */
@@ -366,9 +367,14 @@ async function missingWeights(context: FetchContext, revision: string): Promise<
     const found = await context.client.lookup(context.repoId, context.commit, file);
     if (found.found) pickles.push(file);
   }
+  const single = pickles.find((file) => !file.endsWith('.index.json'));
   const hint = pickles.length
-    ? ` It has only pickle weights (${pickles.join(', ')}), which are not loaded because unpickling runs arbitrary code: ` +
-      'convert them to safetensors (e.g. with the safetensors convert script) and point the config at the result.'
+    ? ` It has only pickle weights (${pickles.join(', ')}), which are not loaded because unpickling can run arbitrary code. ` +
+      'Download the repo, convert the weights to safetensors once in Python (pip install torch safetensors), and point the ' +
+      "config's checkpoint at the folder holding config.json and model.safetensors" +
+      (single
+        ? `:\n${conversionSnippet(single, 'model.safetensors')}`
+        : '; load every shard that pytorch_model.bin.index.json lists with torch.load(shard, map_location="cpu", weights_only=True) into one dict and save it with safetensors\' save_file.')
     : '';
   return new HubError(`hub: ${context.repoId} (revision ${revision}) has neither ${WEIGHTS} nor ${WEIGHTS_INDEX}.${hint}`);
 }
