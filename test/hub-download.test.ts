@@ -2,7 +2,7 @@
 // and GET with X-Repo-Commit; LFS files redirect (302) to a CDN origin with X-Linked-Etag (sha256) and X-Linked-Size;
 // plain files answer directly with their git blob sha1 as ETag; blobs honour Range requests.
 import { createHash, randomBytes } from 'node:crypto';
-import { lstat, mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -303,5 +303,61 @@ describe('resolveHubCheckpoint', () => {
     await expect(resolveHubCheckpoint('acme/vit-sharded', { offline: true })).rejects.toThrow(
       /lacks model-00002-of-00002\.safetensors/,
     );
+  });
+
+  it('refuses a revision that is not a branch, tag or commit name before any request, and writes nothing', async () => {
+    const h = await freshHub();
+    try {
+      h.addRepo('acme/vit', { 'config.json': { bytes: config }, 'model.safetensors': { bytes: weights, lfs: true } });
+      const base = join(work, 'revision-escape');
+      const cacheDir = join(base, 'cache');
+      await mkdir(cacheDir, { recursive: true });
+      const victim = join(base, 'victim.txt');
+      await writeFile(victim, 'precious');
+      for (const revision of ['../../../victim.txt', '..', 'main/../../x', '/etc/passwd', 'a b', 'refs/.hidden', 'v1.lock', '']) {
+        await expect(resolveHubCheckpoint('acme/vit', { endpoint: h.hubUrl, cacheDir, revision }), revision).rejects.toThrow(
+          /revision .* is not a branch, tag or commit name/,
+        );
+        // Offline too: the revision would name a ref file in the cache.
+        await expect(resolveHubCheckpoint('acme/vit', { cacheDir, revision, offline: true }), revision).rejects.toThrow(/is not a branch, tag or commit name/);
+      }
+      expect(h.log).toEqual([]);
+      expect(await readFile(victim, 'utf8')).toBe('precious');
+      expect(await listTree(base)).toEqual(['victim.txt']);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it("takes a ref with '/' (a pull request's refs/pr/1) and keeps it under the cache's refs folder", async () => {
+    const h = await freshHub();
+    try {
+      const repo = h.addRepo('acme/vit-pr', { 'config.json': { bytes: config }, 'model.safetensors': { bytes: weights, lfs: true } });
+      repo.refs.add('refs/pr/1');
+      const cacheDir = join(work, 'cache-pr');
+      const snapshot = await resolveHubCheckpoint('acme/vit-pr', { endpoint: h.hubUrl, cacheDir, revision: 'refs/pr/1' });
+      expect(snapshot).toBe(join(cacheDir, 'models--acme--vit-pr', 'snapshots', repo.commit));
+      // huggingface_hub's layout: refs/<revision>, the revision's '/' as folders.
+      expect(await readFile(join(cacheDir, 'models--acme--vit-pr', 'refs', 'refs', 'pr', '1'), 'utf8')).toBe(repo.commit);
+      expect(await resolveHubCheckpoint('acme/vit-pr', { cacheDir, revision: 'refs/pr/1', offline: true })).toBe(snapshot);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('refuses a shard name from the remote index that would leave the snapshot folder', async () => {
+    const h = await freshHub();
+    try {
+      const index = json({ weight_map: { 'layernorm.weight': '../../../escaped.safetensors' } });
+      h.addRepo('acme/vit-evil', { 'config.json': { bytes: config }, 'model.safetensors.index.json': { bytes: index } });
+      const cacheDir = join(work, 'cache-evil');
+      await expect(resolveHubCheckpoint('acme/vit-evil', { endpoint: h.hubUrl, cacheDir })).rejects.toThrow(
+        /refusing the file name '\.\.\/\.\.\/\.\.\/escaped\.safetensors' \(it would leave the snapshot folder\)/,
+      );
+      expect(h.log.some((l) => l.path.includes('escaped'))).toBe(false);
+      expect((await listTree(work)).some((f) => f.includes('escaped'))).toBe(false);
+    } finally {
+      await h.stop();
+    }
   });
 });

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   DetectorLoadError,
-  loadDetector,
-  saveDetector,
+  readDetectorFolder as loadDetector,
+  writeDetectorFolder as saveDetector,
   sha256File,
   type ArrayEntry,
   type DetectorToSave,
@@ -45,6 +45,11 @@ function detector(): DetectorToSave {
     // An optional config field left undefined is simply absent after loading.
     config: { backbone: { use: 'vit', options: { id: 'random:1' } }, seed: 7, distiller: false, classes: ['T-shirt', 'Bag'], threshold: undefined } as unknown as JsonObject,
     packages: { '@transformaly/core': '0.1.0', '@transformaly/scorer-gaussian': '0.1.0' },
+    plugins: {
+      'scorers.pretrained': { name: '@transformaly/scorer-gaussian', version: '0.1.0', source: 'package', package: '@transformaly/scorer-gaussian' },
+      combiner: { name: 'sum', version: '0.1.0', source: 'builtin' },
+      distiller: { name: 'my-distiller', version: null, source: 'file', path: '/somewhere/distiller.ts' },
+    },
     stages: {
       'scorer.pretrained': {
         meta: { kind: 'gaussian', dim: 4, eps: 1e-6, names: ['a', 'b'], nested: { ok: true, none: null } },
@@ -84,12 +89,12 @@ async function expectLoadError(dir: string, reason: string, message: RegExp): Pr
   return e;
 }
 
-describe('saveDetector / loadDetector round trip', () => {
+describe('writeDetectorFolder / readDetectorFolder round trip', () => {
   it('preserves every array bit for bit, with its typed-array kind and dims, and the metadata', async () => {
     const dir = join(root, 'det');
     const original = detector();
     await saveDetector(dir, original);
-    expect((await readdir(dir)).sort()).toEqual(['combiner.safetensors', 'distiller.safetensors', 'manifest.json', 'scorer.pretrained.safetensors']);
+    expect((await readdir(dir)).sort()).toEqual(['combiner.safetensors', 'distiller.safetensors', 'manifest.json', 'manifest.sha256', 'scorer.pretrained.safetensors']);
 
     const loaded = await loadDetector(dir);
     expect(Object.keys(loaded.stages).sort()).toEqual(Object.keys(original.stages).sort());
@@ -106,11 +111,14 @@ describe('saveDetector / loadDetector round trip', () => {
     }
     const m = loaded.manifest;
     expect(m.format).toBe('transformaly-detector');
-    expect(m.formatVersion).toBe(1);
+    expect(m.formatVersion).toBe(2);
     expect(new Date(m.createdAt).toString()).not.toBe('Invalid Date');
     expect(m.config).toEqual(original.config);
     expect('threshold' in m.config).toBe(false);
     expect(m.packages).toEqual(original.packages);
+    expect(m.plugins).toEqual(original.plugins);
+    // The manifest's own checksum, in sha256sum's format.
+    expect(await readFile(join(dir, 'manifest.sha256'), 'utf8')).toBe(`${await sha256File(join(dir, 'manifest.json'))}  manifest.json\n`);
     expect(m.extra).toEqual(original.extra);
     expect(m.stages.distiller).toEqual({ file: 'distiller.safetensors', meta: { blocks: [1, 5, 9] } });
     for (const [file, digest] of Object.entries(m.checksums)) {
@@ -145,10 +153,11 @@ describe('atomic saving', () => {
     const second: DetectorToSave = {
       config: { seed: 8 },
       packages: { '@transformaly/core': '0.2.0' },
+      plugins: {},
       stages: { only: { meta: { v: 2 }, arrays: { x: { dims: [2], data: new Float64Array([8, 9]) } } } },
     };
     await saveDetector(dir, second);
-    expect((await readdir(dir)).sort()).toEqual(['manifest.json', 'only.safetensors']);
+    expect((await readdir(dir)).sort()).toEqual(['manifest.json', 'manifest.sha256', 'only.safetensors']);
     const loaded = await loadDetector(dir);
     expect(loaded.manifest.config).toEqual({ seed: 8 });
     expect(Array.from(loaded.stages.only.arrays.x.data)).toEqual([8, 9]);
@@ -159,6 +168,29 @@ describe('atomic saving', () => {
     await expect(saveDetector(dir, broken)).rejects.toThrow(/hold 3 elements/);
     expect((await loadDetector(dir)).manifest.config).toEqual({ seed: 8 });
     expect(await leftovers()).toEqual([]);
+  });
+
+  it('never replaces a folder that holds anything but a detector, nor a file', async () => {
+    const project = join(root, 'project');
+    await mkdir(join(project, 'data'), { recursive: true });
+    await writeFile(join(project, 'transformaly.config.ts'), 'export default {};\n');
+    await writeFile(join(project, 'data', 'notes.txt'), 'keep me');
+    await expect(saveDetector(project, detector())).rejects.toThrow(
+      /project is not empty \(2 entries: data, transformaly\.config\.ts\) and is not a Transformaly detector; refusing to replace it/,
+    );
+    expect((await readdir(project)).sort()).toEqual(['data', 'transformaly.config.ts']);
+    expect(await readFile(join(project, 'data', 'notes.txt'), 'utf8')).toBe('keep me');
+    // A folder with a manifest of another tool is not a detector either.
+    await writeFile(join(project, 'manifest.json'), JSON.stringify({ format: 'other' }));
+    await expect(saveDetector(project, detector())).rejects.toThrow(/is not a Transformaly detector/);
+    const file = join(root, 'a-file');
+    await writeFile(file, 'x');
+    await expect(saveDetector(file, detector())).rejects.toThrow(/a-file exists and is not a folder/);
+    expect(await readFile(file, 'utf8')).toBe('x');
+    // An empty folder is fine.
+    await mkdir(join(root, 'empty'));
+    await saveDetector(join(root, 'empty'), detector());
+    expect((await loadDetector(join(root, 'empty'))).manifest.format).toBe('transformaly-detector');
   });
 
   it('rejects what JSON or a file name cannot hold before writing anything', async () => {
@@ -182,18 +214,43 @@ describe('atomic saving', () => {
   });
 });
 
-describe('loadDetector refuses', () => {
+describe('readDetectorFolder refuses', () => {
   let dir: string;
   beforeEach(async () => {
     dir = join(root, 'det');
     await saveDetector(dir, detector());
   });
   const manifestPath = () => join(dir, 'manifest.json');
+  /** Edits the manifest and, like a careful forger, its checksum too: what is left to catch is the content. */
   const editManifest = async (edit: (m: Record<string, any>) => void) => {
     const m = JSON.parse(await readFile(manifestPath(), 'utf8'));
     edit(m);
-    await writeFile(manifestPath(), JSON.stringify(m));
+    const text = JSON.stringify(m);
+    await writeFile(manifestPath(), text);
+    await writeFile(join(dir, 'manifest.sha256'), `${createHash('sha256').update(text).digest('hex')}  manifest.json\n`);
   };
+
+  it('an edited manifest (a threshold changed by hand), or one whose checksum file is missing', async () => {
+    const text = await readFile(manifestPath(), 'utf8');
+    const edited = text.replace('"eps": 0.000001', '"eps": 0.5');
+    expect(edited).not.toBe(text);
+    await writeFile(manifestPath(), edited);
+    await expectLoadError(dir, 'corrupted', /manifest\.json: checksum mismatch .*the manifest was edited or damaged/);
+    await writeFile(manifestPath(), text);
+    expect((await loadDetector(dir)).manifest.stages['scorer.pretrained'].meta.eps).toBe(1e-6);
+    await unlink(join(dir, 'manifest.sha256'));
+    await expectLoadError(dir, 'corrupted', /manifest\.sha256: missing, so the manifest cannot be verified/);
+    await writeFile(join(dir, 'manifest.sha256'), 'not a checksum\n');
+    await expectLoadError(dir, 'corrupted', /manifest\.sha256: expected "<sha256>  manifest\.json"/);
+  });
+
+  it('a format 1 folder (no manifest checksum, plugins by path), saying to fit again', async () => {
+    await editManifest((m) => {
+      m.formatVersion = 1;
+      delete m.plugins;
+    });
+    await expectLoadError(dir, 'older-format', /format version 1, which is no longer read: its manifest has no checksum.*Fit the detector again/);
+  });
 
   it('a folder without manifest, or no folder at all', async () => {
     const empty = join(root, 'empty');
@@ -227,10 +284,10 @@ describe('loadDetector refuses', () => {
 
   it('a newer format version, saying which and to upgrade', async () => {
     await editManifest((m) => {
-      m.formatVersion = 2;
+      m.formatVersion = 3;
       m.newField = { something: 'new' };
     });
-    await expectLoadError(dir, 'newer-format', /format version 2.*reads format versions up to 1; upgrade/);
+    await expectLoadError(dir, 'newer-format', /format version 3.*reads format version 2; upgrade/);
   });
 
   it('a manifest that violates the schema, naming the field', async () => {
@@ -243,7 +300,7 @@ describe('loadDetector refuses', () => {
     await editManifest((m) => (m.checksums['combiner.safetensors'] = 'abc'));
     await expectLoadError(dir, 'invalid-manifest', /field "checksums\.combiner\.safetensors" must match pattern/);
     await saveDetector(dir, detector());
-    await editManifest((m) => (m.formatVersion = '1'));
+    await editManifest((m) => (m.formatVersion = '2'));
     await expectLoadError(dir, 'invalid-manifest', /field "formatVersion" must be integer/);
     await saveDetector(dir, detector());
     await editManifest((m) => (m.unexpected = 1));
@@ -254,5 +311,11 @@ describe('loadDetector refuses', () => {
     await saveDetector(dir, detector());
     await editManifest((m) => delete m.checksums['combiner.safetensors']);
     await expectLoadError(dir, 'invalid-manifest', /stage "combiner" file "combiner\.safetensors" has no checksum/);
+    await saveDetector(dir, detector());
+    await editManifest((m) => (m.plugins.combiner.package = '../../evil.js'));
+    await expectLoadError(dir, 'invalid-manifest', /field "plugins\.combiner\.package" must match pattern/);
+    await saveDetector(dir, detector());
+    await editManifest((m) => (m.plugins.combiner.source = 'url'));
+    await expectLoadError(dir, 'invalid-manifest', /field "plugins\.combiner\.source" must be equal to one of the allowed values/);
   });
 });

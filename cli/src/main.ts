@@ -6,7 +6,7 @@ import { evalCommand } from './commands/eval.js';
 import { fitCommand } from './commands/fit.js';
 import { pluginsCommand } from './commands/plugins.js';
 import { runCommand } from './commands/run.js';
-import { scoreCommand } from './commands/score.js';
+import { scoreCommand, type ScoreOptions } from './commands/score.js';
 
 const progress = new ConsoleProgress();
 const abort = new AbortController();
@@ -57,15 +57,18 @@ program
   .description('fit, score and evaluate every protocol case of the config; writes results/<run-id>/')
   .option('-c, --config <file>', 'config file (default: transformaly.config.* in the current folder)')
   .option('--run-id <id>', 'name of the run folder (default: derived from the resolved config)')
-  .action(action((options: { config?: string; runId?: string }) => runCommand(options, progress, abort.signal)));
+  .option('--force', 'recompute the cases of the run folder that were computed with other settings, instead of refusing')
+  .action(action((options: { config?: string; runId?: string; force?: boolean }) => runCommand(options, progress, abort.signal)));
 
 program
   .command('fit')
   .description("fit one detector on the config's normal images and save it")
   .option('-c, --config <file>', 'config file')
-  .option('-o, --out <dir>', 'detector folder to write')
-  .option('--resume', 'continue from the last training checkpoint')
-  .action(action((options: { config?: string; out?: string; resume?: boolean }) => fitCommand(options, progress, abort.signal)));
+  .option('-o, --out <dir>', 'detector folder to write (new, empty, or an older detector)')
+  .option('--restart', 'discard the training checkpoint of an unfinished fit instead of resuming from it')
+  // Resuming is the default; the flag of earlier versions is still accepted.
+  .addOption(new Option('--resume').hideHelp())
+  .action(action((options: { config?: string; out?: string; restart?: boolean }) => fitCommand(options, progress, abort.signal)));
 
 program
   .command('score')
@@ -74,7 +77,8 @@ program
   .requiredOption('-d, --detector <dir>', 'detector folder written by fit or run')
   .option('-o, --out <file>', 'CSV file to write (default: stdout)')
   .option('--max-pixels <n>', `refuse images with more pixels than this (default ${DEFAULT_MAX_PIXELS})`, positiveInt('--max-pixels'))
-  .action(action((inputs: string[], options: { detector: string; out?: string; maxPixels?: number }) => scoreCommand(inputs, options, progress)));
+  .option('--plugin <name=path>', 'a plugin the detector names, from this file (repeatable; for a plugin that moved or was given in code)', (value: string, list: string[] = []) => [...list, value])
+  .action(action((inputs: string[], options: ScoreOptions) => scoreCommand(inputs, options, progress)));
 
 program
   .command('embed')

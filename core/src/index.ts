@@ -1,6 +1,8 @@
 export type * from './types.js';
 export { TOKENS, type TokenName } from './tokens.js';
 export { writeFileAtomic, writeDirAtomic, writeFully, FileWriteError } from './io/atomic.js';
+export { SAFE_NAME, checkSafeName, resolveInside, UnsafePathError } from './io/paths.js';
+export { ensureWritableFolder, removeStaleTemps, OutputFolderError, STALE_TEMP_AGE_MS } from './io/folders.js';
 export {
   openSafetensors,
   readSafetensors,
@@ -23,20 +25,45 @@ export { defineConfig, loadConfigFile, ConfigFileError, CONFIG_FILE_NAMES } from
 export { ConfigError, type ConfigIssue, compileSchema } from './config/validate.js';
 export { resolveConfig, CONFIG_DEFAULTS, STAGE_SLOTS } from './config/resolve.js';
 export { coreConfigSchema } from './config/schema.js';
-export { loadPlugin, PluginError, PLUGIN_ALIASES } from './plugins/loader.js';
+export { loadPlugin, locatePlugin, PluginError, PLUGIN_ALIASES } from './plugins/loader.js';
 export { BUILTIN_PLUGINS } from './plugins/builtins.js';
 export { createPipeline, createPipelineFromFile, Pipeline, type PipelineOptions } from './pipeline/compose.js';
-export { Detector, quantile, epochOrder, type DetectorParts, type DetectorSettings, type DetectorScores, type FitSummary } from './pipeline/detector.js';
+export {
+  Detector,
+  quantile,
+  epochOrder,
+  type DetectorParts,
+  type DetectorProvenance,
+  type DetectorSettings,
+  type DetectorScores,
+  type FitSummary,
+} from './pipeline/detector.js';
+export { openDetector, type OpenDetectorOptions, type OpenedDetector } from './pipeline/open.js';
 export {
   runProtocol,
   runIdOf,
+  runDirOf,
+  caseFolderName,
   formatRunTable,
-  evaluateScoresCsv,
-  parseCsv,
-  csvField,
-  SCORES_CSV_HEADER,
+  RunConflictError,
   type CaseResult,
+  type CaseSettings,
+  type RunOptions,
   type RunResults,
 } from './pipeline/run.js';
+export {
+  SCORES_CSV_HEADER,
+  SCORE_SPACES,
+  caseScoresCsv,
+  csvField,
+  detectorScoresCsv,
+  evaluateScoresCsv,
+  mergeScoresCsv,
+  parseCsv,
+  readScoresCsv,
+  type CaseScores,
+  type ScoreSpace,
+  type ScoresEvaluation,
+} from './pipeline/scores.js';
 export { packageVersions } from './pipeline/versions.js';
 export * from './distill/index.js';

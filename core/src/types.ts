@@ -204,6 +204,11 @@ export interface DistillerFitContext {
   trainBatches(epoch: number): AsyncIterable<Tensor>;
   validationBatches(): AsyncIterable<Tensor>;
   checkpointDir?: string;
+  /**
+   * What else decided the training batches (the images and their split, batch size, seed), from the detector's fit;
+   * a checkpoint records it and is resumed only by a fit with the same.
+   */
+  setup?: JsonObject;
   signal?: AbortSignal;
 }
 
@@ -291,11 +296,30 @@ export interface ProgressReporter {
  */
 export interface TransformalyPlugin<Options = any> {
   name: string;
+  /** The plugin's version, recorded in saved detectors; when absent, that of the package it was loaded from. */
+  version?: string;
   /** JSON schema of the options the config may give this plugin. */
   optionsSchema?: JsonSchema;
   /** One line for `transformaly plugins`. */
   description?: string;
   register(options: Options): ContainerModule;
+}
+
+/**
+ * How a saved detector names the plugin of one of its stages: by name and version, and where it came from. A detector
+ * folder never makes Transformaly import a file: `builtin` plugins ship with the core, `package` ones are imported
+ * from the installed packages by `package`, and `file` or `code` ones must be given by the caller (`--plugin NAME=PATH`,
+ * or `plugins: { [name]: plugin }`); `path` is only a hint for the user.
+ */
+export interface PluginRecord {
+  name: string;
+  /** null when neither the plugin nor its package declares one. */
+  version: string | null;
+  source: 'builtin' | 'package' | 'file' | 'code';
+  /** The module specifier it was imported from (`source: 'package'`). */
+  package?: string;
+  /** The file it was loaded from when fitted (`source: 'file'`). */
+  path?: string;
 }
 
 /** How the config names a plugin: a built-in name, a package name, or a path to a .ts/.js file. */

@@ -1,7 +1,6 @@
 import { parse, View, Warn, type Loader, type ViewOptions } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
-import { rocCurve } from '@transformaly/core';
-import type { ScoreSpace } from './scores.js';
+import { rocCurve, type ScoreSpace } from '@transformaly/core';
 
 /** One colour per feature space, the same in every chart and table of the report. */
 export const SPACE_COLORS: Record<ScoreSpace, string> = { pretrained: '#4e79a7', finetuned: '#f28e2b', combined: '#2f8f46' };

@@ -1,9 +1,8 @@
 import * as vega from 'vega';
 import { version as vegaLiteVersion } from 'vega-lite';
-import { formatDuration, type CaseResult, type CaseSummary, type RunResults } from '@transformaly/core';
+import { formatDuration, readScoresCsv, SCORE_SPACES, type CaseResult, type CaseScores, type CaseSummary, type RunResults, type ScoreSpace } from '@transformaly/core';
 import { histogram, histogramSpec, renderSvg, rocSeries, rocSpec, SPACE_COLORS, type Histogram } from './charts.js';
 import { CONTENT_SECURITY_POLICY, escapeHtml as esc, number, percent, STYLESHEET } from './html.js';
-import { readScoresCsv, SCORE_SPACES, type CaseScores, type ScoreSpace } from './scores.js';
 
 export interface ReportInput {
   results: RunResults;

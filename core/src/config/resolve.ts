@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
-import { isPathReference, loadPlugin, PluginError, probeBindings } from '../plugins/loader.js';
+import { isPathReference, locatePlugin, PluginError, probeBindings } from '../plugins/loader.js';
 import { TOKENS, type TokenName } from '../tokens.js';
-import type { JsonSchema, ResolvedConfig, StageRef, TransformalyPlugin } from '../types.js';
+import type { JsonSchema, PluginRecord, ResolvedConfig, StageRef, TransformalyPlugin } from '../types.js';
 import { coreConfigSchema } from './schema.js';
 import { ConfigError, type ConfigIssue, validateAgainst } from './validate.js';
 
@@ -40,12 +40,14 @@ export interface LoadedStage {
   path: StagePath;
   ref: StageRef;
   plugin: TransformalyPlugin;
+  /** Name, version and origin of the plugin, as a saved detector records it. */
+  record: PluginRecord;
 }
 
 export interface Resolution {
   config: ResolvedConfig;
   stages: LoadedStage[];
-  extraPlugins: { ref: string; plugin: TransformalyPlugin }[];
+  extraPlugins: { ref: string; plugin: TransformalyPlugin; record: PluginRecord }[];
 }
 
 /**
@@ -65,8 +67,9 @@ export async function resolveConfig(
     if (!ref || typeof ref !== 'object' || typeof ref.use !== 'string') continue;
     const useRef = ref.use;
     let plugin: TransformalyPlugin;
+    let record: PluginRecord;
     try {
-      plugin = await loadPlugin(useRef, options);
+      ({ plugin, record } = await locatePlugin(useRef, options));
     } catch (error) {
       issues.push({ path: `${slot.path}.use`, found: useRef, expected: `a loadable plugin (${messageOf(error)})` });
       continue;
@@ -98,17 +101,17 @@ export async function resolveConfig(
       issues.push({ path: `${slot.path}.use`, found: useRef, expected: `a plugin that registers cleanly (${messageOf(error)})` });
       continue;
     }
-    stages.push({ path: slot.path, ref, plugin });
+    stages.push({ path: slot.path, ref, plugin, record });
   }
   const extraPlugins: Resolution['extraPlugins'] = [];
   for (const [i, ref] of (config.plugins ?? []).entries()) {
     if (typeof ref !== 'string') continue;
     try {
-      const plugin = await loadPlugin(ref, options);
+      const { plugin, record } = await locatePlugin(ref, options);
       if (isPathReference(ref)) config.plugins[i] = resolve(options.baseDir, ref);
       const bound = await probeBindings(ref, plugin, {});
       if (bound.length === 0) throw new PluginError(ref, `binds nothing (expected it to bind one of ${Object.keys(TOKENS).join(', ')})`);
-      extraPlugins.push({ ref, plugin });
+      extraPlugins.push({ ref, plugin, record });
     } catch (error) {
       issues.push({ path: `plugins[${i}]`, found: ref, expected: `a loadable plugin (${messageOf(error)})` });
     }

@@ -132,7 +132,7 @@ export class TransformalyDistiller implements Distiller {
         return this.runtime.createStudentTrainer(spec, weights, adam);
       },
       taps: streamTeacherTaps(context, blocks, spec),
-      checkpoint: context.checkpointDir === undefined ? undefined : { dir: context.checkpointDir, setup: this.checkpointSetup(info, blocks, spec) },
+      checkpoint: context.checkpointDir === undefined ? undefined : { dir: context.checkpointDir, setup: this.checkpointSetup(info, blocks, spec, context.setup) },
       progress: this.progress,
       summary:
         `distiller: ${blocks.length} student${blocks.length > 1 ? 's' : ''} for blocks ${blocks.join(', ')} of ${info.id}` +
@@ -143,7 +143,7 @@ export class TransformalyDistiller implements Distiller {
   }
 
   /** What the students are trained with; a checkpoint is resumed only by a fit with the same setup. */
-  private checkpointSetup(info: BackboneInfo, blocks: number[], spec: BlockSpec): JsonObject {
+  private checkpointSetup(info: BackboneInfo, blocks: number[], spec: BlockSpec, fit: JsonObject | undefined): JsonObject {
     return {
       blocks,
       spec: { ...spec },
@@ -152,6 +152,7 @@ export class TransformalyDistiller implements Distiller {
       initialWeights: this.options.initialWeights ?? null,
       backbone: { id: info.id, sha256: info.sha256 },
       preprocess: { ...info.preprocess } as unknown as JsonObject,
+      fit: fit ?? null,
     };
   }
 

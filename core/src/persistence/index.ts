@@ -1,9 +1,11 @@
 // Public surface of core/src/persistence (re-exported from core/src/index.ts).
 export {
-  saveDetector,
-  loadDetector,
+  writeDetectorFolder,
+  readDetectorFolder,
+  checkDetectorDestination,
   DetectorLoadError,
   MANIFEST_FILE,
+  MANIFEST_CHECKSUM_FILE,
   type DetectorLoadReason,
   type DetectorToSave,
   type LoadedDetector,

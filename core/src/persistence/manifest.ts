@@ -1,9 +1,13 @@
 import { Ajv, type ErrorObject } from 'ajv';
-import type { JsonObject } from '../types.js';
+import { SAFE_NAME } from '../io/paths.js';
+import type { JsonObject, PluginRecord } from '../types.js';
 
 export const DETECTOR_FORMAT = 'transformaly-detector';
-/** The newest manifest layout this code reads and the one it writes. */
-export const DETECTOR_FORMAT_VERSION = 1;
+/**
+ * The manifest layout this code writes and the only one it reads. Version 2 records plugins by name and version
+ * (version 1 held only the config, whose plugin paths `score` imported) and covers the manifest by `manifest.sha256`.
+ */
+export const DETECTOR_FORMAT_VERSION = 2;
 
 /** `manifest.json` of a fitted-detector folder. */
 export interface DetectorManifest {
@@ -13,8 +17,10 @@ export interface DetectorManifest {
   createdAt: string;
   /** Versions of the packages that fitted the detector (provenance). */
   packages: Record<string, string>;
-  /** The resolved config the detector was fitted with. */
+  /** The resolved config the detector was fitted with (provenance: its `use` references are never followed). */
   config: JsonObject;
+  /** The plugin of each stage (`backbone`, `scorers.pretrained`, ...) and of each extra plugin (`plugins.0`, ...). */
+  plugins: Record<string, PluginRecord>;
   /** Per stage: the safetensors file holding its arrays, and its JSON metadata. */
   stages: Record<string, { file: string; meta: JsonObject }>;
   /** sha256 (lowercase hex) of every data file of the folder. */
@@ -22,12 +28,27 @@ export interface DetectorManifest {
   extra?: JsonObject;
 }
 
-/** A name that stays inside the folder: no separators, no leading dot, no `..`. */
-export const SAFE_NAME = '^[A-Za-z0-9][A-Za-z0-9._-]*$';
+export { SAFE_NAME };
+
+/** A bare package specifier, optionally with a subpath; never a path, a URL or a `node:` module. */
+export const PACKAGE_SPECIFIER = '^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*$';
+
+const pluginRecord = {
+  type: 'object',
+  required: ['name', 'version', 'source'],
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', minLength: 1 },
+    version: { type: ['string', 'null'] },
+    source: { enum: ['builtin', 'package', 'file', 'code'] },
+    package: { type: 'string', pattern: PACKAGE_SPECIFIER },
+    path: { type: 'string', minLength: 1 },
+  },
+} as const;
 
 const schema = {
   type: 'object',
-  required: ['format', 'formatVersion', 'createdAt', 'packages', 'config', 'stages', 'checksums'],
+  required: ['format', 'formatVersion', 'createdAt', 'packages', 'config', 'plugins', 'stages', 'checksums'],
   additionalProperties: false,
   properties: {
     format: { const: DETECTOR_FORMAT },
@@ -35,6 +56,7 @@ const schema = {
     createdAt: { type: 'string', minLength: 1 },
     packages: { type: 'object', additionalProperties: { type: 'string' } },
     config: { type: 'object' },
+    plugins: { type: 'object', propertyNames: { pattern: SAFE_NAME }, additionalProperties: pluginRecord },
     stages: {
       type: 'object',
       propertyNames: { pattern: SAFE_NAME },
@@ -55,7 +77,7 @@ const schema = {
 } as const;
 
 // Compiled once: loading many detectors must not recompile the validator each time.
-const validate = new Ajv({ allErrors: false, strict: true }).compile<DetectorManifest>(schema);
+const validate = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true }).compile<DetectorManifest>(schema);
 
 /** Returns null when `value` is a valid manifest, else a sentence naming the offending field. */
 export function manifestProblem(value: unknown): string | null {

@@ -2,7 +2,7 @@ import { Container } from 'inversify';
 import { loadConfigFile, configBaseDir } from '../config/load.js';
 import { resolveConfig, type LoadedStage, type Resolution, type StagePath } from '../config/resolve.js';
 import { makeCases } from '../data/index.js';
-import { loadDetector as readDetectorFolder } from '../persistence/index.js';
+import { readDetectorFolder } from '../persistence/index.js';
 import { BUILTIN_PLUGINS } from '../plugins/builtins.js';
 import { SilentProgress } from '../progress.js';
 import { TOKENS } from '../tokens.js';
@@ -13,6 +13,7 @@ import type {
   FeatureCombiner,
   ImageSource,
   JsonObject,
+  PluginRecord,
   ProgressReporter,
   ProtocolCase,
   ResolvedConfig,
@@ -21,8 +22,6 @@ import type {
   TransformalyPlugin,
 } from '../types.js';
 import { Detector } from './detector.js';
-import { packageVersions } from './versions.js';
-import { saveDetector } from '../persistence/index.js';
 
 export interface PipelineOptions {
   /** Folder that relative paths in the config are resolved against (default: the config file's folder, or cwd). */
@@ -60,6 +59,8 @@ export class Pipeline {
   private disposed = false;
   private resolvedRuntime: Promise<Runtime> | undefined;
   private resolvedBackbone: Promise<Backbone> | undefined;
+  /** Name, version and origin of each stage's plugin (and `plugins.<i>` for the extra ones), for saved detectors. */
+  readonly plugins: Readonly<Record<string, PluginRecord>>;
 
   constructor(
     resolution: Resolution,
@@ -67,6 +68,10 @@ export class Pipeline {
   ) {
     this.config = resolution.config;
     this.stages = new Map(resolution.stages.map((s) => [s.path, s]));
+    this.plugins = Object.fromEntries([
+      ...resolution.stages.map((s) => [s.path, s.record] as const),
+      ...resolution.extraPlugins.map((p, i) => [`plugins.${i}`, p.record] as const),
+    ]);
     this.root = new Container();
     this.root.bind(TOKENS.ProgressReporter).toConstantValue(progress);
     for (const { plugin } of resolution.extraPlugins) this.root.load(plugin.register({}));
@@ -117,34 +122,23 @@ export class Pipeline {
       },
       { batchSize, skipBadFiles, seed, validationFraction, threshold },
       this.progress,
+      { config: this.config, plugins: { ...this.plugins } },
     );
   }
 
-  /** Saves a fitted detector as a folder (manifest, checksums, one safetensors file per stage), atomically. */
+  /** `detector.save(dir, extra)`. */
   async saveDetector(detector: Detector, dir: string, extra: JsonObject = {}): Promise<void> {
-    const info = detector.parts.backbone.info;
-    await saveDetector(dir, {
-      config: this.config as unknown as JsonObject,
-      packages: await packageVersions(),
-      stages: detector.exportStates(),
-      extra: { ...extra, backbone: { id: info.id, sha256: info.sha256, untrained: info.untrained } },
-    });
+    await detector.save(dir, extra);
   }
 
-  /** Restores a detector saved by `saveDetector`; its backbone must be the one it was fitted with. */
+  /**
+   * A fresh detector of this pipeline with the fitted state of the folder `dir` (written by `detector.save`), which is
+   * verified first; its backbone must be this pipeline's, and its stages fitted by the same plugins.
+   */
   async loadDetector(dir: string): Promise<Detector> {
-    const { manifest, stages } = await readDetectorFolder(dir);
+    const folder = await readDetectorFolder(dir);
     const detector = await this.createDetector();
-    const saved = (manifest.extra?.backbone ?? {}) as { sha256?: string; id?: string };
-    const info = detector.parts.backbone.info;
-    if (saved.sha256 && saved.sha256 !== info.sha256) {
-      throw new Error(`${dir}: fitted with backbone ${saved.id} (sha256 ${saved.sha256}) but the config's backbone is ${info.id} (sha256 ${info.sha256})`);
-    }
-    try {
-      detector.importStates(stages);
-    } catch (error) {
-      throw new Error(`${dir}: ${(error as Error).message}`, { cause: error });
-    }
+    detector.restore(dir, folder);
     return detector;
   }
 

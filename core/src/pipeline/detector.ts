@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import { batches, createPreprocessor, heldOutSplit } from '../data/index.js';
 import { seededPermutation } from '../numeric/rng.js';
+import { writeDetectorFolder, type LoadedDetector } from '../persistence/index.js';
 import type {
   Backbone,
   DensityScorer,
@@ -8,11 +10,14 @@ import type {
   ImageItem,
   JsonObject,
   Matrix,
+  PluginRecord,
   Preprocessor,
   ProgressReporter,
+  ResolvedConfig,
   StageState,
   Tensor,
 } from '../types.js';
+import { packageVersions } from './versions.js';
 
 /** The fitted parts of a detector; `distiller` and `scorers.finetuned` are absent for the pre-trained space alone. */
 export interface DetectorParts {
@@ -21,6 +26,16 @@ export interface DetectorParts {
   scorers: { pretrained: DensityScorer; finetuned?: DensityScorer };
   combiner: FeatureCombiner;
 }
+
+/** What a saved detector records about how it was made: the resolved config and the plugin of each stage. */
+export interface DetectorProvenance {
+  config: ResolvedConfig;
+  /** By stage path (`backbone`, `scorers.pretrained`, ...) and `plugins.<i>` for the config's extra plugins. */
+  plugins: Record<string, PluginRecord>;
+}
+
+/** The stages whose fitted state a detector folder holds, by their path in the config. */
+const STATEFUL_STAGES = ['distiller', 'scorers.pretrained', 'scorers.finetuned', 'combiner'] as const;
 
 export interface DetectorSettings {
   batchSize: number;
@@ -65,6 +80,8 @@ export class Detector {
     readonly parts: DetectorParts,
     readonly settings: DetectorSettings,
     private readonly progress: ProgressReporter,
+    /** Set by the pipeline that made the detector; `save` needs it. */
+    readonly provenance?: DetectorProvenance,
   ) {
     if (parts.distiller && !parts.scorers.finetuned) throw new Error('Detector: a distiller needs a scorer for the fine-tuned space');
     this.preprocessor = createPreprocessor(parts.backbone.info.preprocess);
@@ -91,6 +108,16 @@ export class Detector {
         validationBatches: () => this.pixelBatches(heldOut, skipped),
         checkpointDir: options.checkpointDir,
         signal: options.signal,
+        setup: {
+          fitImages: fit.length,
+          heldOutImages: heldOut.length,
+          fitItems: digestOfIds(fit),
+          heldOutItems: digestOfIds(heldOut),
+          batchSize: this.settings.batchSize,
+          validationFraction: this.settings.validationFraction,
+          seed: this.settings.seed,
+          skipBadFiles: this.settings.skipBadFiles,
+        },
       });
     }
     const t1 = performance.now();
@@ -125,6 +152,57 @@ export class Detector {
     const scores = await this.scoreFeatures(features);
     const threshold = this.threshold;
     return { ids: features.ids, ...scores, anomalous: Array.from(scores.combined, (s) => s < threshold), skipped };
+  }
+
+  /**
+   * Saves the fitted detector as a folder (docs/Reference/Outputs.md): its stages' states, the config and the plugins
+   * by name and version, with checksums. The folder appears whole or not at all; it may replace an older detector but
+   * never a folder holding anything else. `extra` is kept in the manifest (e.g. `{ caseId }`).
+   */
+  async save(dir: string, extra: JsonObject = {}): Promise<void> {
+    if (this.threshold === undefined) throw new Error('Detector.save: the detector is not fitted');
+    if (!this.provenance) {
+      throw new Error('Detector.save: this detector was not made by a pipeline (pipeline.createDetector()), so it cannot record its plugins');
+    }
+    const info = this.parts.backbone.info;
+    await writeDetectorFolder(dir, {
+      config: this.provenance.config as unknown as JsonObject,
+      packages: await packageVersions(),
+      plugins: this.provenance.plugins,
+      stages: this.exportStates(),
+      extra: { ...extra, backbone: { id: info.id, sha256: info.sha256, untrained: info.untrained } },
+    });
+  }
+
+  /**
+   * Restores the fitted state from a detector folder already read and verified by `readDetectorFolder`. The folder's
+   * backbone must be this detector's (same sha256), and each fitted stage's plugin the one that fitted it (same name;
+   * another version is only warned about, its `importState` checks what it needs).
+   */
+  restore(dir: string, folder: LoadedDetector): void {
+    const { manifest, stages } = folder;
+    const saved = (manifest.extra?.backbone ?? {}) as { sha256?: string; id?: string };
+    const info = this.parts.backbone.info;
+    if (saved.sha256 === undefined) throw new Error(`${dir}: the manifest records no backbone (extra.backbone.sha256), so it cannot be checked against this pipeline's`);
+    if (saved.sha256 !== info.sha256) {
+      throw new Error(`${dir}: fitted with backbone ${saved.id} (sha256 ${saved.sha256}) but this pipeline's backbone is ${info.id} (sha256 ${info.sha256})`);
+    }
+    for (const path of STATEFUL_STAGES) {
+      const recorded = manifest.plugins[path];
+      const mine = this.provenance?.plugins[path];
+      if (!recorded || !mine || (path === 'scorers.finetuned' && !this.parts.distiller) || (path === 'distiller' && !this.parts.distiller)) continue;
+      if (recorded.name !== mine.name) {
+        throw new Error(`${dir}: its ${path} was fitted by plugin "${recorded.name}", but this pipeline's ${path} is "${mine.name}"`);
+      }
+      if (recorded.version !== mine.version) {
+        this.progress.warn(`${dir}: its ${path} was fitted by "${recorded.name}" version ${recorded.version ?? '(none)'}; this pipeline has version ${mine.version ?? '(none)'}`);
+      }
+    }
+    try {
+      this.importStates(stages);
+    } catch (error) {
+      throw new Error(`${dir}: ${(error as Error).message}`, { cause: error });
+    }
   }
 
   /** Every fitted stage's state, by the stage names used in a saved detector folder. */
@@ -190,10 +268,13 @@ export class Detector {
       },
     })) {
       if (batch.items.length > 0) {
+        const batchIds = batch.items.map((item) => item.id);
         const output = await backbone.forward(batch.pixels, { taps: distiller ? [...distiller.blocks] : [] });
-        pretrained.push(output.features);
-        if (distiller) finetuned.push(await distiller.features(output));
-        for (const item of batch.items) ids.push(item.id);
+        pretrained.push(checkFeatures(output?.features, batchIds, backbone.info.width, this.stageLabel('backbone', backbone.info.id), 'forward'));
+        if (distiller) {
+          finetuned.push(checkFeatures(await distiller.features(output), batchIds, distiller.blocks.length, this.stageLabel('distiller', distiller.name), 'features'));
+        }
+        ids.push(...batchIds);
       }
       task.tick(batch.items.length + (batch.skipped?.length ?? 0));
     }
@@ -203,19 +284,63 @@ export class Detector {
   }
 
   private async spaceScores(features: SpaceFeatures): Promise<Record<string, Float64Array>> {
-    const scores: Record<string, Float64Array> = { pretrained: await this.parts.scorers.pretrained.scoreSamples(features.pretrained) };
-    if (features.finetuned) scores.finetuned = await this.parts.scorers.finetuned!.scoreSamples(features.finetuned);
-    for (const [space, values] of Object.entries(scores)) {
-      const bad = values.findIndex((v) => !Number.isFinite(v));
-      if (bad >= 0) throw new Error(`the ${space} scorer returned ${values[bad]} for image ${features.ids[bad]}`);
-    }
+    const { pretrained, finetuned } = this.parts.scorers;
+    const score = async (space: 'pretrained' | 'finetuned', scorer: DensityScorer, X: Matrix) =>
+      checkScores(await scorer.scoreSamples(X), features.ids, this.stageLabel(`scorers.${space}`, scorer.name), 'scoreSamples');
+    const scores: Record<string, Float64Array> = { pretrained: await score('pretrained', pretrained, features.pretrained) };
+    if (features.finetuned) scores.finetuned = await score('finetuned', finetuned!, features.finetuned);
     return scores;
   }
 
   private async scoreFeatures(features: SpaceFeatures): Promise<Pick<DetectorScores, 'pretrained' | 'finetuned' | 'combined'>> {
     const scores = await this.spaceScores(features);
-    return { pretrained: scores.pretrained, finetuned: scores.finetuned, combined: this.parts.combiner.combine(scores) };
+    const { combiner } = this.parts;
+    const combined = checkScores(combiner.combine(scores), features.ids, this.stageLabel('combiner', combiner.name), 'combine');
+    return { pretrained: scores.pretrained, finetuned: scores.finetuned, combined };
   }
+
+  /** How errors name a stage: its config path and its plugin, e.g. `scorers.pretrained plugin "@transformaly/scorer-knn"`. */
+  private stageLabel(path: string, fallback: string): string {
+    return `${path} plugin "${this.provenance?.plugins[path]?.name ?? fallback}"`;
+  }
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** A stage's features must be one finite row of the declared width per image. */
+function checkFeatures(m: Matrix | undefined, ids: string[], width: number, stage: string, method: string): Matrix {
+  const n = ids.length;
+  if (!m || typeof m !== 'object' || !(m.data instanceof Float32Array || m.data instanceof Float64Array)) {
+    throw new Error(`${stage}: ${method} returned no feature matrix ({ rows, cols, data: Float32Array | Float64Array }) for ${plural(n, 'image')}`);
+  }
+  if (m.rows !== n || m.cols !== width || m.data.length !== n * width) {
+    throw new Error(
+      `${stage} returned features of shape [${m.rows}, ${m.cols}] (${m.data.length} values) for ${plural(n, 'image')}; expected [${n}, ${width}]`,
+    );
+  }
+  const bad = m.data.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new Error(`${stage} returned the feature ${m.data[bad]} for image ${ids[Math.floor(bad / width)]} (column ${bad % width})`);
+  return m;
+}
+
+/** A stage's scores must be one finite Float64Array value per image. */
+function checkScores(values: unknown, ids: string[], stage: string, method: string): Float64Array {
+  const n = ids.length;
+  if (!(values instanceof Float64Array)) {
+    const kind = values === null || values === undefined ? String(values) : ((values as object).constructor?.name ?? typeof values);
+    throw new Error(`${stage}: ${method} returned ${kind}; expected a Float64Array of ${plural(n, 'score')}`);
+  }
+  if (values.length !== n) throw new Error(`${stage} returned ${plural(values.length, 'score')} for ${plural(n, 'image')}`);
+  const bad = values.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new Error(`${stage} returned the score ${values[bad]} for image ${ids[bad]}`);
+  return values;
+}
+
+/** sha256 of a list of images' ids, in order: what a checkpoint compares to know it was trained on the same images. */
+function digestOfIds(items: ImageItem[]): string {
+  const hash = createHash('sha256');
+  for (const item of items) hash.update(item.id).update('\0');
+  return hash.digest('hex');
 }
 
 interface SpaceFeatures {

@@ -2,11 +2,14 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setupDifference } from '../distill/checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { ensureWritableFolder, removeStaleTemps } from '../io/folders.js';
+import { checkSafeName, resolveInside } from '../io/paths.js';
 import { evaluateScores, formatTable, summarizeCases, type CaseSummary } from '../metrics/index.js';
-import type { JsonObject, ProtocolCase, ResolvedConfig } from '../types.js';
-import type { DetectorScores } from './detector.js';
+import type { JsonObject, JsonValue, ProtocolCase, ResolvedConfig } from '../types.js';
 import type { Pipeline } from './compose.js';
+import { caseScoresCsv, mergeScoresCsv } from './scores.js';
 import { packageVersions } from './versions.js';
 
 export interface CaseResult {
@@ -36,40 +39,143 @@ export interface RunResults {
   packages: Record<string, string>;
 }
 
+/**
+ * What one case's results depend on, kept as `cases/<case>/settings.json` when the case starts: a rerun in the same
+ * run folder keeps or resumes the case only when these are the same.
+ */
+export interface CaseSettings {
+  /** sha256 (hex) of `config` and `data`. */
+  hash: string;
+  /** The resolved config without `outputDir` and `protocol.classes`, which only choose where and which cases run. */
+  config: JsonObject;
+  /** The case's images: how many, and the sha256 of their ids (with the test labels) in order. */
+  data: { train: number; test: number; trainIds: string; testIds: string };
+}
+
+export interface RunOptions {
+  /** The run folder, e.g. `runDirOf(config.outputDir, runId)`. */
+  runDir: string;
+  signal?: AbortSignal;
+  /** Recompute the cases whose settings differ from those their folder was computed with, instead of refusing. */
+  force?: boolean;
+}
+
+/** The run folder holds cases computed with other settings (and `force` was not given). */
+export class RunConflictError extends Error {
+  override readonly name = 'RunConflictError';
+}
+
+const SETTINGS_FILE = 'settings.json';
+
 /** A run id derived from the resolved config, so that the same config finds its earlier run. */
 export function runIdOf(config: ResolvedConfig): string {
   const { outputDir: _ignored, ...rest } = config;
   return createHash('sha256').update(stableStringify(rest)).digest('hex').slice(0, 12);
 }
 
-const caseFileName = (caseId: string) => caseId.replace(/[^A-Za-z0-9._-]+/g, '_');
+/** `<outputDir>/<runId>`, refused unless the run id is a plain folder name (no separators, no `..`, no leading dot). */
+export function runDirOf(outputDir: string, runId: string): string {
+  return resolveInside(outputDir, checkSafeName(runId, 'run id'));
+}
+
+/** The folder name of a case inside a run folder: its id with each run of other characters than [A-Za-z0-9._-] as `_`. */
+export function caseFolderName(caseId: string): string {
+  return caseId.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^\./, '_');
+}
+
+export function caseSettings(config: ResolvedConfig, protocolCase: ProtocolCase): CaseSettings {
+  const { outputDir: _out, protocol, ...rest } = config;
+  const { classes: _classes, ...protocolRest } = protocol;
+  const caseConfig = JSON.parse(JSON.stringify({ ...rest, protocol: protocolRest })) as JsonObject;
+  const digest = (parts: string[]) => {
+    const hash = createHash('sha256');
+    for (const p of parts) hash.update(p).update('\0');
+    return hash.digest('hex');
+  };
+  const data = {
+    train: protocolCase.train.length,
+    test: protocolCase.test.length,
+    trainIds: digest(protocolCase.train.map((item) => item.id)),
+    testIds: digest(protocolCase.test.map((t) => `${t.item.id}\t${t.anomalous ? 1 : 0}`)),
+  };
+  return { hash: createHash('sha256').update(stableStringify({ config: caseConfig, data })).digest('hex'), config: caseConfig, data };
+}
+
+/** What differs between the settings a case folder was computed with and `now`; undefined when nothing does. */
+async function settingsChange(caseDir: string, now: CaseSettings): Promise<string | undefined> {
+  let saved: CaseSettings;
+  try {
+    saved = JSON.parse(await readFile(join(caseDir, SETTINGS_FILE), 'utf8')) as CaseSettings;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return `its ${SETTINGS_FILE} cannot be read (${(error as Error).message})`;
+    // Written by a version that kept no settings: only a finished case is at stake (a checkpoint checks its own).
+    return existsSync(join(caseDir, 'result.json')) ? `it was computed by an earlier version of Transformaly that did not record its settings` : undefined;
+  }
+  if (saved?.hash === now.hash) return undefined;
+  const configChange = setupDifference((saved?.config ?? null) as JsonValue, now.config);
+  if (configChange) return configChange;
+  const before = saved?.data ?? ({} as Partial<CaseSettings['data']>);
+  if (before.train !== now.data.train) return `training images: saved ${before.train}, now ${now.data.train}`;
+  if (before.test !== now.data.test) return `test images: saved ${before.test}, now ${now.data.test}`;
+  if (before.trainIds !== now.data.trainIds) return `the training images differ (same count, ${now.data.train})`;
+  if (before.testIds !== now.data.testIds) return `the test images or their labels differ (same count, ${now.data.test})`;
+  return `its ${SETTINGS_FILE} does not match its own contents`;
+}
 
 /**
  * Fits and scores every protocol case of the config, writing `results.json`, `scores.csv` and the fitted detector
- * of each case under `runDir`. A case whose results are already there is kept, so an interrupted run resumes.
+ * of each case under `runDir`. A case whose results are already there, computed with the same settings, is kept,
+ * so an interrupted run resumes; a case computed with other settings is refused (or recomputed with `force`).
  */
-export async function runProtocol(pipeline: Pipeline, options: { runDir: string; signal?: AbortSignal }): Promise<RunResults> {
-  const { runDir, signal } = options;
+export async function runProtocol(pipeline: Pipeline, options: RunOptions): Promise<RunResults> {
+  const { runDir, signal, force = false } = options;
   const progress = pipeline.progress;
+  await ensureWritableFolder(runDir, 'run folder');
+  await removeStaleTemps(runDir);
   const backbone = await pipeline.backbone();
   if (backbone.info.untrained) {
     progress.warn(`the backbone ${backbone.info.id} has random weights: every result of this run is from an UNTRAINED model`);
   }
-  const cases = await pipeline.cases();
+  const cases = (await pipeline.cases()).map((protocolCase) => ({
+    protocolCase,
+    caseDir: resolveInside(runDir, 'cases', caseFolderName(protocolCase.id)),
+    checkpointDir: resolveInside(runDir, 'checkpoints', caseFolderName(protocolCase.id)),
+    settings: caseSettings(pipeline.config, protocolCase),
+  }));
+  // Every case is checked before any is fitted: a conflict is reported now, not hours into the run.
+  const changed: { id: string; caseDir: string; checkpointDir: string; change: string }[] = [];
+  for (const { protocolCase, caseDir, checkpointDir, settings } of cases) {
+    const change = await settingsChange(caseDir, settings);
+    if (change) changed.push({ id: protocolCase.id, caseDir, checkpointDir, change });
+  }
+  if (changed.length > 0 && !force) {
+    throw new RunConflictError(
+      `${runDir} holds cases computed with other settings than this config's:\n` +
+        changed.map((c) => `  - ${c.id}: ${c.change}`).join('\n') +
+        '\nUse another --run-id (or none: the default run id follows the config), or rerun with --force to recompute these cases',
+    );
+  }
+  for (const c of changed) {
+    progress.warn(`case ${c.id}: recomputing (--force), its settings changed: ${c.change}`);
+    await rm(c.caseDir, { recursive: true, force: true });
+    await rm(c.checkpointDir, { recursive: true, force: true });
+  }
+
   const results: CaseResult[] = [];
-  for (const [index, protocolCase] of cases.entries()) {
+  for (const [index, { protocolCase, caseDir, checkpointDir, settings }] of cases.entries()) {
     signal?.throwIfAborted();
-    const caseDir = join(runDir, 'cases', caseFileName(protocolCase.id));
+    await removeStaleTemps(caseDir);
+    await removeStaleTemps(checkpointDir);
     const resultFile = join(caseDir, 'result.json');
     if (existsSync(resultFile)) {
       progress.info(`case ${index + 1}/${cases.length} ${protocolCase.id}: already done, kept`);
       results.push(JSON.parse(await readFile(resultFile, 'utf8')) as CaseResult);
       continue;
     }
+    await writeFileAtomic(join(caseDir, SETTINGS_FILE), JSON.stringify(settings, null, 2));
     progress.info(`case ${index + 1}/${cases.length} ${protocolCase.id}: ${protocolCase.train.length} normal training images, ${protocolCase.test.length} test images`);
     const detector = await pipeline.createDetector();
     const t0 = performance.now();
-    const checkpointDir = join(runDir, 'checkpoints', caseFileName(protocolCase.id));
     const fit = await detector.fit(protocolCase.train, { checkpointDir, signal });
     const t1 = performance.now();
     const scores = await detector.score(protocolCase.test.map((t) => t.item), `scoring test images of ${protocolCase.id}`);
@@ -96,9 +202,9 @@ export async function runProtocol(pipeline: Pipeline, options: { runDir: string;
       seconds: { fit: (t1 - t0) / 1000, score: (t2 - t1) / 1000 },
       skipped: [...fit.skipped, ...scores.skipped],
     };
-    await pipeline.saveDetector(detector, join(caseDir, 'detector'), { caseId: protocolCase.id });
+    await detector.save(join(caseDir, 'detector'), { caseId: protocolCase.id });
     await detector.dispose();
-    await writeFileAtomic(join(caseDir, 'scores.csv'), scoresCsv(protocolCase.id, scores, anomalous, labelById));
+    await writeFileAtomic(join(caseDir, 'scores.csv'), caseScoresCsv(protocolCase.id, scores, anomalous, labelById));
     // Written last: its presence marks the case as finished.
     await writeFileAtomic(resultFile, JSON.stringify(result, null, 2));
     // The saved detector holds the best students; the training checkpoint (about 1 GB for ViT-B) is no longer needed.
@@ -124,13 +230,13 @@ async function writeRunResults(pipeline: Pipeline, runDir: string, cases: CaseRe
     config: pipeline.config,
     packages: await packageVersions(),
   };
-  await writeFileAtomic(join(runDir, 'results.json'), JSON.stringify(results, null, 2));
-  const csvParts: string[] = [];
+  const parts: { text: string; file: string }[] = [];
   for (const c of cases) {
-    const text = await readFile(join(runDir, 'cases', caseFileName(c.caseId), 'scores.csv'), 'utf8');
-    csvParts.push(csvParts.length === 0 ? text : text.slice(text.indexOf('\n') + 1));
+    const file = resolveInside(runDir, 'cases', caseFolderName(c.caseId), 'scores.csv');
+    parts.push({ text: await readFile(file, 'utf8'), file });
   }
-  await writeFileAtomic(join(runDir, 'scores.csv'), csvParts.join(''));
+  await writeFileAtomic(join(runDir, 'scores.csv'), mergeScoresCsv(parts));
+  await writeFileAtomic(join(runDir, 'results.json'), JSON.stringify(results, null, 2));
   return results;
 }
 
@@ -138,65 +244,6 @@ async function writeRunResults(pipeline: Pipeline, runDir: string, cases: CaseRe
 export function formatRunTable(results: RunResults): string {
   const note = results.untrainedBackbone ? '\n(UNTRAINED backbone: random weights, for tests and smoke runs only)' : '';
   return `AUROC (%)\n${formatTable(results.auroc, { percent: true })}${note}`;
-}
-
-export const SCORES_CSV_HEADER = 'case,path,label,anomalous,pretrained,finetuned,combined,flagged';
-
-function scoresCsv(caseId: string, scores: DetectorScores, anomalous: boolean[], labels: Map<string, string>): string {
-  const lines = [SCORES_CSV_HEADER];
-  for (let i = 0; i < scores.ids.length; i++) {
-    lines.push(
-      [
-        csvField(caseId),
-        csvField(scores.ids[i]),
-        csvField(labels.get(scores.ids[i]) ?? ''),
-        anomalous[i] ? 1 : 0,
-        scores.pretrained[i],
-        scores.finetuned ? scores.finetuned[i] : '',
-        scores.combined[i],
-        scores.anomalous[i] ? 1 : 0,
-      ].join(','),
-    );
-  }
-  return `${lines.join('\n')}\n`;
-}
-
-export function csvField(value: string): string {
-  return /[",\n\r]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
-}
-
-/** Parses RFC 4180 CSV text into rows of fields. */
-export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (quoted) {
-      if (ch === '"') {
-        if (text[i + 1] === '"') {
-          field += '"';
-          i++;
-        } else quoted = false;
-      } else field += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ',') {
-      row.push(field);
-      field = '';
-    } else if (ch === '\n' || ch === '\r') {
-      if (ch === '\r' && text[i + 1] === '\n') i++;
-      row.push(field);
-      rows.push(row);
-      row = [];
-      field = '';
-    } else field += ch;
-  }
-  if (field !== '' || row.length > 0) {
-    row.push(field);
-    rows.push(row);
-  }
-  return rows;
 }
 
 export function stableStringify(value: unknown): string {
@@ -208,42 +255,4 @@ export function stableStringify(value: unknown): string {
       .join(',')}}`;
   }
   return JSON.stringify(value);
-}
-
-/** Recomputes the per-case metrics and tables from a `scores.csv` written by `runProtocol`. */
-export function evaluateScoresCsv(text: string, file = 'scores.csv'): { cases: { caseId: string; metrics: CaseResult['metrics'] }[]; auroc: CaseSummary; averagePrecision: CaseSummary } {
-  const rows = parseCsv(text).filter((r) => r.length > 1 || r[0] !== '');
-  const header = rows.shift();
-  if (!header || header.join(',') !== SCORES_CSV_HEADER) {
-    throw new Error(`${file}: expected the header "${SCORES_CSV_HEADER}", found "${header?.join(',') ?? ''}"`);
-  }
-  const byCase = new Map<string, { anomalous: boolean[]; spaces: Record<string, number[]> }>();
-  rows.forEach((r, i) => {
-    if (r.length !== header.length) throw new Error(`${file}: line ${i + 2} has ${r.length} fields, expected ${header.length}`);
-    const [caseId, , , anomalous, pretrained, finetuned, combined] = r;
-    let entry = byCase.get(caseId);
-    if (!entry) byCase.set(caseId, (entry = { anomalous: [], spaces: { pretrained: [], finetuned: [], combined: [] } }));
-    if (anomalous !== '0' && anomalous !== '1') throw new Error(`${file}: line ${i + 2}: "anomalous" must be 0 or 1, found "${anomalous}"`);
-    entry.anomalous.push(anomalous === '1');
-    for (const [space, value] of [['pretrained', pretrained], ['finetuned', finetuned], ['combined', combined]] as const) {
-      if (value === '') continue;
-      const number = Number(value);
-      if (!Number.isFinite(number)) throw new Error(`${file}: line ${i + 2}: "${space}" must be a finite number, found "${value}"`);
-      entry.spaces[space].push(number);
-    }
-  });
-  if (byCase.size === 0) throw new Error(`${file}: no score rows`);
-  const cases = [...byCase].map(([caseId, entry]) => {
-    const metrics: CaseResult['metrics'] = {};
-    for (const [space, values] of Object.entries(entry.spaces)) {
-      if (values.length === 0) continue;
-      if (values.length !== entry.anomalous.length) throw new Error(`${file}: case ${caseId} has "${space}" scores on only some rows`);
-      const e = evaluateScores({ normality: Float64Array.from(values), anomalous: entry.anomalous });
-      metrics[space] = { auroc: e.auroc, averagePrecision: e.averagePrecision };
-    }
-    return { caseId, metrics };
-  });
-  const summary = (metric: 'auroc' | 'averagePrecision') =>
-    summarizeCases(cases.map((c) => ({ caseId: c.caseId, metrics: Object.fromEntries(Object.entries(c.metrics).map(([s, m]) => [s, m[metric]])) })));
-  return { cases, auroc: summary('auroc'), averagePrecision: summary('averagePrecision') };
 }

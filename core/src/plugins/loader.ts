@@ -4,7 +4,9 @@ import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { TOKENS, type TokenName } from '../tokens.js';
-import type { TransformalyPlugin } from '../types.js';
+import { coreVersion, installedVersion } from '../pipeline/versions.js';
+import type { PluginRecord, TransformalyPlugin } from '../types.js';
+import { BUILTIN_PLUGINS } from './builtins.js';
 
 /** Short names for the first-party plugin packages. */
 export const PLUGIN_ALIASES: Readonly<Record<string, string>> = {
@@ -40,22 +42,36 @@ export async function loadPlugin(
   ref: string,
   options: { baseDir: string; builtins?: ReadonlyMap<string, TransformalyPlugin> },
 ): Promise<TransformalyPlugin> {
-  const builtin = options.builtins?.get(ref);
-  if (builtin) return builtin;
+  return (await locatePlugin(ref, options)).plugin;
+}
+
+/** `loadPlugin`, plus the record of the plugin's name, version and origin that a saved detector keeps. */
+export async function locatePlugin(
+  ref: string,
+  options: { baseDir: string; builtins?: ReadonlyMap<string, TransformalyPlugin> },
+): Promise<{ plugin: TransformalyPlugin; record: PluginRecord }> {
+  const given = options.builtins?.get(ref);
+  if (given) {
+    // The caller's map holds the core's stages and any plugins a program passed in code.
+    const builtin = BUILTIN_PLUGINS.get(ref) === given;
+    return { plugin: given, record: { name: given.name, version: given.version ?? (builtin ? await coreVersion() : null), source: builtin ? 'builtin' : 'code' } };
+  }
   const specifier = PLUGIN_ALIASES[ref] ?? ref;
-  let module: unknown;
   if (isPathReference(specifier)) {
     const file = resolve(options.baseDir, specifier);
     if (!existsSync(file)) throw new PluginError(ref, `file ${file} does not exist`);
+    let module: unknown;
     try {
       module = await createJiti(pathToFileURL(options.baseDir + '/').href, { interopDefault: false }).import(file);
     } catch (error) {
       throw new PluginError(ref, `${file} threw while loading: ${(error as Error).message}`, { cause: error });
     }
-  } else {
-    module = await importPackage(ref, specifier, options.baseDir);
+    const plugin = pluginFrom(ref, module);
+    return { plugin, record: { name: plugin.name, version: plugin.version ?? null, source: 'file', path: file } };
   }
-  return pluginFrom(ref, module);
+  const plugin = pluginFrom(ref, await importPackage(ref, specifier, options.baseDir));
+  const version = plugin.version ?? (await installedVersion(specifier, options.baseDir)) ?? null;
+  return { plugin, record: { name: plugin.name, version, source: 'package', package: specifier } };
 }
 
 async function importPackage(ref: string, specifier: string, baseDir: string): Promise<unknown> {

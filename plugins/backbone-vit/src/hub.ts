@@ -8,8 +8,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { copyFile, lstat, mkdir, open, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join, relative, resolve, sep } from 'node:path';
-import { writeFully, type ProgressReporter } from '@transformaly/core';
+import { dirname, join, relative, resolve } from 'node:path';
+import { resolveInside, writeFully, type ProgressReporter } from '@transformaly/core';
 import { conversionSnippet } from './pickle.js';
 
 export interface HubOptions {
@@ -59,6 +59,32 @@ function checkRepoId(repoId: string): void {
   const parts = repoId.split('/');
   if (parts.length > 2 || parts.some((p) => !SAFE_NAME.test(p) || p.includes('..'))) {
     throw new HubError(`hub: '${repoId}' is not a Hugging Face repo id (expected 'org/name')`);
+  }
+}
+
+const COMMIT = /^[0-9a-f]{40}$/;
+
+/**
+ * A revision is a 40-hex commit or a git ref name (a branch or tag, possibly with '/' as in `refs/pr/1`), checked by
+ * git's rules before it is sent anywhere or becomes a path under `refs/` in the cache.
+ */
+function checkRevision(repoId: string, revision: string): void {
+  if (COMMIT.test(revision)) return;
+  const parts = revision.split('/');
+  const bad =
+    revision.length === 0 ||
+    revision.length > 255 ||
+    revision === '@' ||
+    revision.includes('..') ||
+    revision.includes('@{') ||
+    /[\x00-\x20\x7f~^:?*[\\]/.test(revision) ||
+    revision.endsWith('.') ||
+    parts.some((p) => p === '' || p.startsWith('.') || p.endsWith('.lock'));
+  if (bad) {
+    throw new HubError(
+      `hub: ${repoId}: revision ${JSON.stringify(revision)} is not a branch, tag or commit name (a 40-hex commit, or a git ref ` +
+        "name: parts separated by '/', none empty or starting with '.', no '..', spaces or any of ~^:?*[\\)",
+    );
   }
 }
 
@@ -230,22 +256,26 @@ async function linkSnapshot(pointer: string, blob: string): Promise<void> {
   await rename(tmp, pointer);
 }
 
+/** Paths in the cache of one repo; each is checked to stay under its folder, whatever the hub or the user sent. */
 class RepoCache {
   readonly root: string;
   constructor(cacheDir: string, repoId: string) {
-    this.root = join(resolve(cacheDir), `models--${repoId.replace('/', '--')}`);
+    this.root = resolveInside(cacheDir, `models--${repoId.replace('/', '--')}`);
   }
   blob(etag: string): string {
-    return join(this.root, 'blobs', etag);
+    return resolveInside(join(this.root, 'blobs'), etag);
   }
   snapshot(commit: string): string {
-    return join(this.root, 'snapshots', commit);
+    return resolveInside(join(this.root, 'snapshots'), commit);
+  }
+  snapshotFile(commit: string, file: string): string {
+    return resolveInside(this.snapshot(commit), ...file.split('/'));
   }
   ref(revision: string): string {
-    return join(this.root, 'refs', ...revision.split('/'));
+    return resolveInside(join(this.root, 'refs'), ...revision.split('/'));
   }
   noExist(commit: string, file: string): string {
-    return join(this.root, '.no_exist', commit, ...file.split('/'));
+    return resolveInside(join(this.root, '.no_exist'), commit, ...file.split('/'));
   }
   async commitOf(revision: string): Promise<string | undefined> {
     try {
@@ -267,6 +297,7 @@ class RepoCache {
 export async function resolveHubCheckpoint(repoId: string, options: HubOptions = {}): Promise<string> {
   checkRepoId(repoId);
   const revision = options.revision ?? 'main';
+  checkRevision(repoId, revision);
   const cacheDir = options.cacheDir ?? hubCacheDir();
   const cache = new RepoCache(cacheDir, repoId);
   const offline = options.offline ?? envTruthy(process.env.HF_HUB_OFFLINE);
@@ -404,11 +435,7 @@ async function materialize(context: FetchContext, file: string, meta: FileMeta):
   if (!SAFE_NAME.test(meta.etag)) throw new HubError(`hub: ${context.repoId}/${file}: unusable ETag '${meta.etag}'`);
   const blob = context.cache.blob(meta.etag);
   if (!(await exists(blob))) await download(context, file, meta, blob);
-  const pointer = join(context.cache.snapshot(context.commit), ...file.split('/'));
-  if (!resolve(pointer).startsWith(resolve(context.cache.snapshot(context.commit)) + sep)) {
-    throw new HubError(`hub: ${context.repoId}: refusing the file name '${file}'`);
-  }
-  await linkSnapshot(pointer, blob);
+  await linkSnapshot(context.cache.snapshotFile(context.commit, file), blob);
 }
 
 async function download(context: FetchContext, file: string, meta: FileMeta, blob: string): Promise<void> {
@@ -527,7 +554,7 @@ async function fromCache(repoId: string, revision: string, cache: RepoCache, rea
   if (!(await exists(join(snapshot, WEIGHTS)))) {
     if (await exists(join(snapshot, WEIGHTS_INDEX))) {
       for (const shard of await shardsOf(join(snapshot, WEIGHTS_INDEX), repoId)) {
-        if (!(await exists(join(snapshot, ...shard.split('/'))))) missing.push(shard);
+        if (!(await exists(cache.snapshotFile(commit, shard)))) missing.push(shard);
       }
     } else {
       missing.push(WEIGHTS);
