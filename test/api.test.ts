@@ -1,11 +1,11 @@
 // The README's "In code" example, as a program runs it: compose a pipeline from a config object (no config file),
-// fit, score, save, load, and score again with the loaded detector.
+// fit, score, save, load, and score again with the loaded detector, and with one opened without the config.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { createPipeline } from '@transformaly/core';
+import { createPipeline, openDetector } from '@transformaly/core';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -36,11 +36,19 @@ describe('programmatic API', () => {
       expect(scores.anomalous).toEqual(Array.from(scores.combined, (s) => s < detector.threshold!));
 
       const dir = join(mkdtempSync(join(tmpdir(), 'transformaly-api-')), 'trouser');
-      await pipeline.saveDetector(detector, dir);
+      await detector.save(dir);
       const again = await pipeline.loadDetector(dir);
       const rescored = await again.score(images);
       expect(Array.from(rescored.combined)).toEqual(Array.from(scores.combined));
       expect(again.threshold).toBe(detector.threshold);
+
+      // Elsewhere, without the config.
+      const opened = await openDetector(dir);
+      try {
+        expect(Array.from((await opened.detector.score(images)).combined)).toEqual(Array.from(scores.combined));
+      } finally {
+        await opened.dispose();
+      }
     } finally {
       await pipeline.dispose();
     }
