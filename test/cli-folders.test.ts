@@ -233,9 +233,9 @@ describe('fit, interrupted', () => {
       distiller: { use: 'transformaly', options: { blocks: { last: 1 }, epochs: 60 } },
       batchSize: 20,
     });
-    const interrupt = () =>
+    const interrupt = (args: string[]) =>
       new Promise<{ epoch: number; stderr: string; code: number | null }>((done, reject) => {
-        const child = spawn(process.execPath, [bin, 'fit', '--out', 'det'], { cwd: folder, env: { ...process.env, DEBUG: '' } });
+        const child = spawn(process.execPath, [bin, 'fit', '--out', 'det', ...args], { cwd: folder, env: { ...process.env, DEBUG: '' } });
         let stderr = '';
         let epoch = 0;
         child.stderr.on('data', (chunk) => {
@@ -245,19 +245,21 @@ describe('fit, interrupted', () => {
         });
         child.on('exit', (code) => (child.killed ? done({ epoch, stderr, code }) : reject(new Error(`fit ended before it could be interrupted:\n${stderr}`))));
       });
-    const first = await interrupt();
+    const first = await interrupt([]);
     expect(first.code).toBe(130);
     expect(first.stderr).toMatch(/stopped; rerun the same command to resume/);
 
-    const resumed = cli(['fit', '--out', 'det'], folder);
-    expect(resumed.code, resumed.stderr).toBe(0);
-    expect(Number(/resuming after epoch (\d+)/.exec(resumed.stderr)?.[1])).toBeGreaterThanOrEqual(first.epoch - 2);
-    expect(resumed.stderr).not.toMatch(/distill epoch 1\/60/);
-
-    await interrupt();
-    const restarted = cli(['fit', '--out', 'det', '--restart'], folder);
-    expect(restarted.code, restarted.stderr).toBe(0);
+    // --restart discards that checkpoint; interrupted in turn, it says how to resume.
+    const restarted = await interrupt(['--restart']);
+    expect(restarted.code).toBe(130);
     expect(restarted.stderr).not.toMatch(/resuming after epoch/);
     expect(restarted.stderr).toMatch(/distill epoch 1\/60/);
+    expect(restarted.stderr).toMatch(/stopped; rerun the command without --restart to resume/);
+
+    const resumed = cli(['fit', '--out', 'det'], folder);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(Number(/resuming after epoch (\d+)/.exec(resumed.stderr)?.[1])).toBeGreaterThanOrEqual(restarted.epoch - 2);
+    expect(resumed.stderr).not.toMatch(/distill epoch 1\/60/);
+    expect(existsSync(join(folder, 'det', 'manifest.json'))).toBe(true);
   });
 });

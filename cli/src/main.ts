@@ -22,12 +22,15 @@ const triple = (name: string) => (value: string): [number, number, number] => {
   return parts as [number, number, number];
 };
 
+/** `run` and `fit` resume from their checkpoints when run again; `fit --restart` would discard them. */
+const resumeAdvice = () => (process.argv.includes('--restart') ? 'rerun the command without --restart to resume' : 'rerun the same command to resume');
+
 /** Runs a command; errors print as one clear message, not a stack trace (set DEBUG=transformaly for the stack). */
 const action =
   <A extends unknown[]>(fn: (...args: A) => Promise<void>) =>
   async (...args: A) => {
     process.once('SIGINT', () => {
-      progress.warn('interrupted: finishing the current step; finished cases and checkpoints are kept (rerun the same command to resume)');
+      progress.warn(`interrupted: finishing the current step; finished cases and checkpoints are kept (${resumeAdvice()})`);
       abort.abort(new Error('interrupted'));
       process.once('SIGINT', () => process.exit(130));
     });
@@ -35,7 +38,7 @@ const action =
       await fn(...args);
     } catch (error) {
       if (abort.signal.aborted) {
-        process.stderr.write('stopped; rerun the same command to resume\n');
+        process.stderr.write(`stopped; ${resumeAdvice()}\n`);
         process.exit(130);
       }
       const e = error as Error;

@@ -190,7 +190,8 @@ export class Detector {
     for (const path of STATEFUL_STAGES) {
       const recorded = manifest.plugins[path];
       const mine = this.provenance?.plugins[path];
-      if (!recorded || !mine || (path === 'scorers.finetuned' && !this.parts.distiller) || (path === 'distiller' && !this.parts.distiller)) continue;
+      const used = path === 'distiller' || path === 'scorers.finetuned' ? this.parts.distiller !== undefined : true;
+      if (!recorded || !mine || !used) continue;
       if (recorded.name !== mine.name) {
         throw new Error(`${dir}: its ${path} was fitted by plugin "${recorded.name}", but this pipeline's ${path} is "${mine.name}"`);
       }

@@ -2,7 +2,7 @@ import { ContainerModule } from 'inversify';
 import { join } from 'node:path';
 import { MANIFEST_FILE, readDetectorFolder, type DetectorManifest } from '../persistence/index.js';
 import { BUILTIN_PLUGINS } from '../plugins/builtins.js';
-import { loadPlugin } from '../plugins/loader.js';
+import { isPathReference, loadPlugin } from '../plugins/loader.js';
 import { TOKENS } from '../tokens.js';
 import type { ImageSource, PluginRecord, ProgressReporter, TransformalyConfig, TransformalyPlugin } from '../types.js';
 import { createPipeline, type Pipeline } from './compose.js';
@@ -54,26 +54,23 @@ export async function openDetector(dir: string, options: OpenDetectorOptions = {
   const { manifest } = folder;
   const baseDir = options.baseDir ?? process.cwd();
   const config = structuredClone(manifest.config) as Record<string, any>;
-  const chosen = new Map<string, TransformalyPlugin>();
+  const given = new Map<string, TransformalyPlugin>();
   const problems: string[] = [];
 
+  /** What the stage's `use` becomes: a built-in's name, an installed package, or the name of a plugin the caller gave. */
   const use = async (slot: string): Promise<string | undefined> => {
     const record = manifest.plugins[slot];
     if (!record) {
       problems.push(`the manifest records no plugin for ${slot}`);
       return undefined;
     }
-    const found = await pluginFor(record, slot, dir, baseDir, options);
+    const found = await pluginFor(record, slot, baseDir, options.plugins ?? {});
     if (typeof found === 'string') {
       problems.push(found);
       return undefined;
     }
-    const earlier = chosen.get(record.name);
-    if (earlier && earlier !== found) {
-      problems.push(`two different plugins are named "${record.name}" (${slot} and another stage)`);
-      return undefined;
-    }
-    chosen.set(record.name, found);
+    if ('use' in found) return found.use;
+    given.set(record.name, found.given);
     return record.name;
   };
 
@@ -98,12 +95,12 @@ export async function openDetector(dir: string, options: OpenDetectorOptions = {
   if (problems.length > 0) throw new Error(`cannot open the detector ${dir}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
 
   config.data = { use: NO_DATA };
-  chosen.set(NO_DATA, noDataPlugin(dir));
+  given.set(NO_DATA, noDataPlugin(dir));
   const pipeline = await createPipeline(config as TransformalyConfig, {
     baseDir,
     configFile: join(dir, MANIFEST_FILE),
     progress: options.progress,
-    plugins: Object.fromEntries(chosen),
+    plugins: Object.fromEntries(given),
   });
   try {
     const detector = await pipeline.createDetector();
@@ -123,30 +120,33 @@ export async function openDetector(dir: string, options: OpenDetectorOptions = {
   }
 }
 
-/** The plugin a record names, or a sentence saying why it cannot be had and how to supply it. */
+/**
+ * Where the plugin a record names comes from now: a built-in or an installed package (named by the stage's `use`), or
+ * a plugin the caller gave; else a sentence saying why it cannot be had and how to supply it.
+ */
 async function pluginFor(
   record: PluginRecord,
   slot: string,
-  dir: string,
   baseDir: string,
-  options: OpenDetectorOptions,
-): Promise<TransformalyPlugin | string> {
+  plugins: Record<string, TransformalyPlugin>,
+): Promise<{ use: string } | { given: TransformalyPlugin } | string> {
   const what = `${slot} plugin "${record.name}"${record.version ? ` version ${record.version}` : ''}`;
   const advice = `give it with --plugin ${record.name}=PATH (in code: openDetector(dir, { plugins: { ${JSON.stringify(record.name)}: plugin } }))`;
-  const given = options.plugins?.[record.name] ?? (record.package ? options.plugins?.[record.package] : undefined);
+  const given = plugins[record.name] ?? (record.package ? plugins[record.package] : undefined);
   if (given) {
     if (given.name !== record.name) return `the plugin given for "${record.name}" is named "${given.name}"; the ${slot} stage was fitted by "${record.name}"`;
-    return given;
+    return { given };
   }
   switch (record.source) {
     case 'builtin': {
-      const builtin = [...BUILTIN_PLUGINS.values()].find((p) => p.name === record.name);
-      return builtin ?? `${what} was built into @transformaly/core when the detector was fitted, and this version has no such stage; ${advice}`;
+      const builtin = [...BUILTIN_PLUGINS].find(([, plugin]) => plugin.name === record.name);
+      return builtin ? { use: builtin[0] } : `${what} was built into @transformaly/core when the detector was fitted, and this version has no such stage; ${advice}`;
     }
     case 'package': {
-      const specifier = record.package!;
-      const installed = await installedVersion(specifier, baseDir);
-      if (installed === undefined) {
+      const specifier = record.package;
+      // The manifest's schema allows only bare package names; a name that would be taken for a file is never one.
+      if (!specifier || isPathReference(specifier)) return `${what}: the manifest names no installed package to import it from`;
+      if ((await installedVersion(specifier, baseDir)) === undefined) {
         return `${what} comes from the package ${specifier}, which is not installed here (looked from ${baseDir}); install ${specifier}${record.version ? `@${record.version}` : ''}, or ${advice}`;
       }
       let plugin: TransformalyPlugin;
@@ -156,11 +156,7 @@ async function pluginFor(
         return `${what}: the installed package ${specifier} could not be loaded (${(error as Error).message})`;
       }
       if (plugin.name !== record.name) return `${what}: the installed package ${specifier} now provides a plugin named "${plugin.name}"; ${advice}`;
-      const version = plugin.version ?? installed;
-      if (record.version !== null && version !== record.version) {
-        options.progress?.warn(`${dir}: ${slot} was fitted with ${specifier} version ${record.version}; version ${version} is installed`);
-      }
-      return plugin;
+      return { use: specifier };
     }
     default: {
       const origin = record.source === 'file' ? `loaded from the file ${record.path ?? '(unknown)'}` : 'given in code';
