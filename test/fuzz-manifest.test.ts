@@ -1,12 +1,14 @@
 // Fuzzing the detector manifest reader through the public loader: seeded byte and JSON-field mutations of a saved
-// detector's manifest.json. Each load must either refuse with a DetectorLoadError that names the folder and the
+// detector's manifest.json, with manifest.sha256 rewritten to match (as a forger would), so that what is left to
+// refuse them is the reader itself. Each load must either refuse with a DetectorLoadError that names the folder and the
 // file at fault, or return a detector that is exactly what the (mutated) manifest and the untouched stage files
 // say: never a crash of another kind, a hang, or a value that neither the manifest nor a file holds.
+import { createHash } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DetectorLoadError, loadDetector, readSafetensors, saveDetector, type ArrayEntry } from '@transformaly/core';
+import { DetectorLoadError, readDetectorFolder, readSafetensors, writeDetectorFolder, type ArrayEntry } from '@transformaly/core';
 import { mutateBytes, mutateJson, random } from './fixtures/fuzz.js';
 
 const work = mkdtempSync(join(tmpdir(), 'transformaly-fuzz-manifest-'));
@@ -14,9 +16,13 @@ const original = join(work, 'original');
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 beforeAll(async () => {
-  await saveDetector(original, {
+  await writeDetectorFolder(original, {
     config: { seed: 3, scorers: { pretrained: { use: 'gaussian', options: { whiten: { varianceFraction: 0.9 } } } }, classes: ['Bag'] },
     packages: { '@transformaly/core': '0.1.0', '@transformaly/scorer-gaussian': '0.1.0' },
+    plugins: {
+      'scorers.pretrained': { name: '@transformaly/scorer-gaussian', version: '0.1.0', source: 'package', package: '@transformaly/scorer-gaussian' },
+      combiner: { name: 'sum', version: '0.1.0', source: 'builtin' },
+    },
     stages: {
       'scorer.pretrained': { meta: { dim: 2, threshold: -12.5 }, arrays: { mean: { dims: [2], data: Float64Array.from([1, -2]) } } },
       combiner: { meta: { kind: 'sum' }, arrays: {} },
@@ -25,7 +31,7 @@ beforeAll(async () => {
   });
 });
 
-const REASONS = ['not-a-detector', 'corrupted', 'newer-format', 'invalid-manifest'];
+const REASONS = ['not-a-detector', 'corrupted', 'newer-format', 'older-format', 'invalid-manifest'];
 // A copy of the detector whose manifest.json each case replaces (loading never changes the stage files).
 const dir = join(work, 'mutated');
 beforeAll(() => cpSync(original, dir, { recursive: true }));
@@ -33,10 +39,11 @@ beforeAll(() => cpSync(original, dir, { recursive: true }));
 /** Gives the detector `manifest` as its manifest.json, loads it, and judges the outcome. */
 async function check(manifest: Uint8Array, what: string, failures: string[]): Promise<'loaded' | 'refused'> {
   writeFileSync(join(dir, 'manifest.json'), manifest);
+  writeFileSync(join(dir, 'manifest.sha256'), `${createHash('sha256').update(manifest).digest('hex')}  manifest.json\n`);
   const fail = (why: string) => failures.push(`${what}: ${why}`);
-  let loaded: Awaited<ReturnType<typeof loadDetector>>;
+  let loaded: Awaited<ReturnType<typeof readDetectorFolder>>;
   try {
-    loaded = await loadDetector(dir);
+    loaded = await readDetectorFolder(dir);
   } catch (error) {
     if (!(error instanceof DetectorLoadError)) fail(`threw ${String(error)}, not a DetectorLoadError`);
     else if (!REASONS.includes(error.reason) || error.dir !== dir || !error.file || !error.message.startsWith(`cannot load detector ${dir}: ${error.file}: `)) {

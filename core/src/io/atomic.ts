@@ -28,7 +28,8 @@ const ERRNO_TEXT: Record<string, string> = {
   EIO: 'input/output error',
 };
 
-function reasonOf(error: unknown): string {
+/** A file system error in words, with its code: `permission denied (EACCES)`. */
+export function reasonOf(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
   if (code && ERRNO_TEXT[code]) return `${ERRNO_TEXT[code]} (${code})`;
   return error instanceof Error ? error.message : String(error);

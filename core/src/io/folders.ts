@@ -1,19 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { reasonOf } from './atomic.js';
 
 /** An output folder that cannot be written; the message names the folder and the cause. */
 export class OutputFolderError extends Error {
   override readonly name = 'OutputFolderError';
 }
-
-const CAUSES: Record<string, string> = {
-  EACCES: 'permission denied',
-  EPERM: 'operation not permitted',
-  EROFS: 'it is on a read-only file system',
-  ENOSPC: 'no space left on the device',
-  EDQUOT: 'disk quota exceeded',
-};
 
 /** The first existing path at or above `path`. */
 async function existingAncestor(path: string): Promise<{ path: string; isDirectory: boolean }> {
@@ -32,7 +25,7 @@ async function causeOf(error: unknown, dir: string): Promise<string> {
     const blocker = await existingAncestor(dir);
     if (!blocker.isDirectory) return `${blocker.path} is a file, not a folder (${code})`;
   }
-  return CAUSES[code] ? `${CAUSES[code]} (${code})` : (error as Error).message;
+  return reasonOf(error);
 }
 
 /**
