@@ -4,11 +4,11 @@ import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeDirAtomic, writeFileAtomic } from '../io/atomic.js';
-import { resolveInside } from '../io/paths.js';
+import { resolveInside, SAFE_NAME } from '../io/paths.js';
 import { encodeSafetensors, readSafetensors } from '../io/safetensors.js';
 import type { ArrayEntry, JsonObject, PluginRecord, StageState } from '../types.js';
 import { sha256File } from './checksum.js';
-import { DETECTOR_FORMAT, DETECTOR_FORMAT_VERSION, SAFE_NAME, manifestProblem, type DetectorManifest } from './manifest.js';
+import { DETECTOR_FORMAT, DETECTOR_FORMAT_VERSION, manifestProblem, type DetectorManifest } from './manifest.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 /** The manifest's own checksum, in `sha256sum` format (`sha256sum -c manifest.sha256` checks it). */

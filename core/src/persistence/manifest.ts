@@ -28,7 +28,6 @@ export interface DetectorManifest {
   extra?: JsonObject;
 }
 
-export { SAFE_NAME };
 
 /** A bare package specifier, optionally with a subpath; never a path, a URL or a `node:` module. */
 export const PACKAGE_SPECIFIER = '^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*$';

@@ -9,7 +9,7 @@ import { createReadStream } from 'node:fs';
 import { copyFile, lstat, mkdir, open, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { resolveInside, writeFully, type ProgressReporter } from '@transformaly/core';
+import { resolveInside, SAFE_NAME as SAFE_NAME_PATTERN, writeFully, type ProgressReporter } from '@transformaly/core';
 import { conversionSnippet } from './pickle.js';
 
 export interface HubOptions {
@@ -41,7 +41,7 @@ const DEFAULT_ENDPOINT = 'https://huggingface.co';
 const HEAD_TIMEOUT_MS = 10_000;
 const WEIGHTS = 'model.safetensors';
 const WEIGHTS_INDEX = 'model.safetensors.index.json';
-const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const SAFE_NAME = new RegExp(SAFE_NAME_PATTERN);
 
 function envTruthy(value: string | undefined): boolean {
   return value !== undefined && ['1', 'on', 'yes', 'true'].includes(value.trim().toLowerCase());
