@@ -27,6 +27,7 @@ import {
 import { OnnxRuntime } from '@transformaly/runtime-onnx';
 import { TfjsRuntime, WASM_WORKING_SET_BYTES, plugin, studentsPlugin, trainingBytesPerImage, wasmMicroBatch } from '@transformaly/runtime-tfjs';
 import { expectClose } from './fixtures/close.js';
+import { batch, expectSameUpdate } from './fixtures/students.js';
 
 const GOLDEN = join(import.meta.dirname, 'golden', 'training');
 const ADAM: AdamSettings = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
@@ -54,48 +55,6 @@ async function onnxTrainer(spec: BlockSpec, weights: Record<string, Tensor>, ada
   return t;
 }
 
-function batch(spec: BlockSpec, n: number, seed: number): { input: Tensor; target: Tensor } {
-  const rng = new Rng(seed);
-  const dims = [n, spec.tokens, spec.width];
-  const make = () => {
-    const data = new Float32Array(n * spec.tokens * spec.width);
-    for (let i = 0; i < data.length; i++) data[i] = rng.normal();
-    return { dims, data };
-  };
-  return { input: make(), target: make() };
-}
-
-/**
- * Updated weights: within 1e-4 of the reference, and the update itself (new - initial) within 1e-3 in relative L2.
- * The key bias has an exactly zero gradient (softmax ignores a per-row constant): its Adam update normalises float
- * noise, so only Adam's bound on the step is reproducible there.
- */
-function expectSameUpdate(ours: Record<string, Tensor>, ref: Record<string, Tensor>, initial: Record<string, Tensor>, spec: BlockSpec, lr: number, steps: number): void {
-  const d = spec.width;
-  for (const name of Object.keys(ref)) {
-    const a = ours[name].data;
-    const b = ref[name].data;
-    const w0 = initial[name].data;
-    const compare = (from: number, to: number, what: string) => {
-      expectClose(a.subarray(from, to), b.subarray(from, to), 1e-4, what);
-      let diff = 0;
-      let norm = 0;
-      for (let j = from; j < to; j++) {
-        diff += (a[j] - b[j]) ** 2;
-        norm += (b[j] - w0[j]) ** 2;
-      }
-      expect(Math.sqrt(diff / norm), `${what} update`).toBeLessThanOrEqual(1e-3);
-    };
-    if (name !== 'attn.qkv.bias') {
-      compare(0, a.length, name);
-      continue;
-    }
-    compare(0, d, 'query bias');
-    compare(2 * d, 3 * d, 'value bias');
-    for (let j = d; j < 2 * d; j++) expect(Math.abs(a[j] - w0[j])).toBeLessThanOrEqual(1.01 * lr * steps);
-  }
-}
-
 describe('one training step against the onnxruntime trainer', () => {
   for (const qkvBias of [true, false]) {
     it(`gives the loss, gradients and updated weights of onnxruntime (qkvBias ${qkvBias})`, async () => {
@@ -121,10 +80,10 @@ describe('one training step against the onnxruntime trainer', () => {
       const lossA = await ours.step(input, target);
       const lossB = await ref.step(input, target);
       expectClose([lossA], [lossB], 1e-5, 'step loss');
-      expectSameUpdate(ours.weights(), ref.weights(), initial, spec, ADAM.lr, 1);
+      expectSameUpdate(await ours.weights(), await ref.weights(), initial, spec, ADAM.lr, 1);
       // The moments after the step, through the shared checkpoint format.
-      const stateA = ours.exportState();
-      const stateB = ref.exportState();
+      const stateA = await ours.exportState();
+      const stateB = await ref.exportState();
       expect(stateA.meta).toEqual(stateB.meta);
       for (const key of Object.keys(stateB.arrays).filter((k) => k.startsWith('exp_avg/') && !k.endsWith('qkv.bias'))) {
         expectClose(stateA.arrays[key].data, stateB.arrays[key].data, 1e-4, key);
@@ -154,7 +113,7 @@ describe('gradient accumulation', () => {
         const next = batch(SPEC, 5, seed);
         expectClose([await parts.step(next.input, next.target)], [await whole.step(next.input, next.target)], 1e-6, `loss ${seed}`);
       }
-      expectSameUpdate(parts.weights(), whole.weights(), initial, SPEC, ADAM.lr, 2);
+      expectSameUpdate(await parts.weights(), await whole.weights(), initial, SPEC, ADAM.lr, 2);
       expectClose(await parts.discrepancy(input, target), await whole.discrepancy(input, target), 1e-6, 'discrepancy');
     } finally {
       await split.dispose();
@@ -185,7 +144,7 @@ describe('cpu backend', () => {
       const onCpu = await tfjsTrainer(SPEC, initial, ADAM, cpu);
       const onWasm = await tfjsTrainer(SPEC, initial);
       expectClose([await onCpu.step(input, target)], [await onWasm.step(input, target)], 1e-5, 'loss');
-      expectSameUpdate(onCpu.weights(), onWasm.weights(), initial, SPEC, ADAM.lr, 1);
+      expectSameUpdate(await onCpu.weights(), await onWasm.weights(), initial, SPEC, ADAM.lr, 1);
     } finally {
       await cpu.dispose();
     }
@@ -229,14 +188,14 @@ describe('checkpoints and failure modes', () => {
     const first = await tfjsTrainer(SPEC, initial, adam);
     const losses: number[] = [];
     for (const b of batches.slice(0, 2)) losses.push(await first.step(b.input, b.target));
-    const state = first.exportState();
+    const state = await first.exportState();
     expect(state.meta.step).toBe(2);
     const other = initStudentWeights(SPEC, 2);
     const resumed = await tfjsTrainer(SPEC, other, adam);
     resumed.importState(state);
     for (const b of batches.slice(2)) losses.push(await resumed.step(b.input, b.target));
     expect(losses).toEqual(straightLosses);
-    expect(resumed.exportState()).toEqual(straight.exportState());
+    expect(await resumed.exportState()).toEqual(await straight.exportState());
   });
 
   it("resumes from the onnxruntime trainer's checkpoint (and the reverse) on the same trajectory", async () => {
@@ -244,11 +203,11 @@ describe('checkpoints and failure modes', () => {
     const onnxRun = await onnxTrainer(SPEC, initial, adam);
     for (const b of batches.slice(0, 2)) await onnxRun.step(b.input, b.target);
     const resumed = await tfjsTrainer(SPEC, initialStudent(), adam);
-    resumed.importState(onnxRun.exportState());
+    resumed.importState(await onnxRun.exportState());
     expectClose([await resumed.step(batches[2].input, batches[2].target)], [await onnxRun.step(batches[2].input, batches[2].target)], 1e-5, 'loss');
     const back = await onnxTrainer(SPEC, initialStudent(), adam);
-    back.importState(resumed.exportState());
-    expect(back.exportState().meta.step).toBe(3);
+    back.importState(await resumed.exportState());
+    expect((await back.exportState()).meta.step).toBe(3);
     expectClose([await back.step(batches[3].input, batches[3].target)], [await onnxRun.step(batches[3].input, batches[3].target)], 1e-5, 'loss after');
   });
 
@@ -259,11 +218,11 @@ describe('checkpoints and failure modes', () => {
   it('returns a non-finite loss for a batch with NaN and leaves the student untouched', async () => {
     const t = await tfjsTrainer(SPEC, initStudentWeights(SPEC, 4), adam);
     await t.step(batches[0].input, batches[0].target);
-    const before = t.exportState();
+    const before = await t.exportState();
     const bad = { dims: [...batches[1].input.dims], data: Float32Array.from(batches[1].input.data) };
     bad.data[5] = Number.NaN;
     expect(Number.isFinite(await t.step(bad, batches[1].target))).toBe(false);
-    expect(t.exportState()).toEqual(before);
+    expect(await t.exportState()).toEqual(before);
     const d = await t.discrepancy(bad, batches[1].target);
     expect(Number.isNaN(d[0])).toBe(true);
     expect(Number.isFinite(d[1])).toBe(true);
@@ -275,7 +234,7 @@ describe('checkpoints and failure modes', () => {
     for (const b of batches.slice(0, 3)) await straight.step(b.input, b.target);
     const concurrent = await tfjsTrainer(SPEC, initial, adam);
     await Promise.all(batches.slice(0, 3).map((b) => concurrent.step(b.input, b.target)));
-    expect(concurrent.weights()).toEqual(straight.weights());
+    expect(await concurrent.weights()).toEqual(await straight.weights());
   });
 
   it('rejects bad weights, batches, settings and states with messages naming them', async () => {
@@ -293,14 +252,14 @@ describe('checkpoints and failure modes', () => {
     const { input, target } = batches[0];
     await expect(t.step({ dims: [3, 16, 32], data: new Float32Array(3 * 16 * 32) }, target)).rejects.toThrow(/input has dims \[3, 16, 32\], expected \[N, 17, 32\]/);
     await expect(t.discrepancy(input, { dims: [2, 17, 32], data: new Float32Array(2 * 17 * 32) })).rejects.toThrow(/input has 3 images but target has 2/);
-    const state = t.exportState();
+    const state = await t.exportState();
     expect(() => t.importState({ ...state, meta: { ...state.meta, spec: { ...(state.meta.spec as object), width: 64 } } })).toThrow(
       /meta.spec.width is 64 but this trainer's block has 32/,
     );
     const { ['exp_avg_sq/norm2.bias']: _gone, ...partial } = state.arrays;
     expect(() => t.importState({ ...state, arrays: partial })).toThrow(/array "exp_avg_sq\/norm2.bias" is missing/);
     expect(() => t.importState({ ...state, meta: { ...state.meta, format: 'other' } })).toThrow(/meta.format is "other"/);
-    expect(t.exportState()).toEqual(state);
+    expect(await t.exportState()).toEqual(state);
     await t.dispose();
     await expect(t.step(input, target)).rejects.toThrow(/after dispose/);
   });

@@ -6,10 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OnnxGraph, Rng, onnxAttr, serializeOnnxModel, type ProgressReporter, type Tensor } from '@transformaly/core';
+import { OnnxGraph, Rng, serializeOnnxModel, type ProgressReporter, type Tensor } from '@transformaly/core';
 import { loadVitBackbone, type VitBackboneOptions } from '@transformaly/backbone-vit';
 import { OnnxRuntime } from '@transformaly/runtime-onnx';
 import { TfjsRuntime } from '@transformaly/runtime-tfjs';
+import { operatorGraph } from './fixtures/onnx-operators.js';
 
 const GOLDEN = join(import.meta.dirname, 'golden', 'vit');
 
@@ -109,7 +110,7 @@ describe('backend selection', () => {
   });
 
   it('rejects unknown backends and options by name', () => {
-    expect(() => new TfjsRuntime({ backend: 'webgl' as never })).toThrow(/option backend must be one of tensorflow, wasm, cpu; got "webgl"/);
+    expect(() => new TfjsRuntime({ backend: 'webgl' as never })).toThrow(/option backend must be one of tensorflow, webgpu, wasm, cpu; got "webgl"/);
     expect(() => new TfjsRuntime({ threads: 0 })).toThrow(/option threads must be a positive integer, got 0/);
     expect(() => new TfjsRuntime({ microBatch: 2.5 })).toThrow(/option microBatch must be a positive integer/);
     expect(() => new TfjsRuntime({ device: 'cuda' } as never)).toThrow(/unknown option "device"/);
@@ -186,50 +187,6 @@ describe('ViT backbone on tfjs against onnxruntime', () => {
 });
 
 describe('ONNX operators', () => {
-  /**
-   * Every supported operator outside the ViT graph's set, in one graph whose value depends on all of them, run by
-   * both runtimes on the same input.
-   */
-  function operatorGraph(): OnnxGraph {
-    const g = new OnnxGraph('operators');
-    const x = g.input('x', 'float32', ['N', 4, 6, 6]);
-    const rng = new Rng(3);
-    const weights = (dims: number[]) => ({ dims, data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => rng.normal() * 0.3) });
-    // Convolutions: padded and strided, dilated, depthwise (group = channels) with asymmetric padding.
-    const c1 = g.op('Conv', [x, g.constant(weights([8, 4, 3, 3])), g.constant(weights([8]))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1], strides: [2, 2] });
-    const c2 = g.op('Conv', [c1, g.constant(weights([8, 8, 2, 2]))], { dilations: [2, 2], pads: [1, 1, 1, 1] });
-    const c3 = g.op('Conv', [c2, g.constant(weights([8, 1, 3, 3])), g.constant(weights([8]))], { group: 8, pads: [1, 0, 2, 1] });
-    const activated = g.op('Tanh', [g.op('Sigmoid', [g.op('Abs', [c3])])]);
-    const flat = g.op('Flatten', [activated], { axis: 1 });
-    const width = g.op('Gather', [g.op('Shape', [flat]), g.int64s([-1])], { axis: 0 });
-    const features = g.op('Reshape', [flat, g.op('Concat', [g.int64s([-1]), width], { axis: 0 })]);
-    const dense = g.op('MatMul', [features, g.op('Transpose', [g.op('Reshape', [g.constant(weights([64, 5])), g.int64s([5, 64])])], { perm: [1, 0] })]);
-    const gemm = g.op('Gemm', [dense, g.constant(weights([5, 7])), g.constant(weights([7]))], { alpha: onnxAttr.float(0.5), beta: onnxAttr.float(2) });
-    const soft = g.op('Softmax', [g.op('Unsqueeze', [gemm, g.int64s([1])])], { axis: 0 });
-    const logSoft = g.op('LogSoftmax', [gemm], { axis: -1 });
-    const [left, right] = g.node('Split', [logSoft, g.int64s([3, 4])], 2, { axis: 1 });
-    const sliced = g.op('Slice', [right, g.int64s([-1]), g.int64s([-100]), g.int64s([1]), g.int64s([-2])]);
-    const reduced = g.op('ReduceMean', [g.op('Concat', [left, sliced], { axis: 1 })], { axes: [1], keepdims: 1 });
-    const summed = g.op('ReduceSum', [g.op('Squeeze', [soft, g.int64s([1])]), g.int64s([1])], { keepdims: 1 });
-    const maxed = g.op('ReduceMax', [gemm], { axes: [-1], keepdims: 1 });
-    const minned = g.op('ReduceMin', [gemm], { axes: [-1], keepdims: 1 });
-    const mixed = g.op('Add', [g.op('Sub', [reduced, summed]), g.op('Div', [maxed, g.op('Add', [g.op('Exp', [minned]), g.scalar(1)])])]);
-    const positive = g.op('Sqrt', [g.op('Add', [g.op('Pow', [mixed, g.scalar(2)]), g.scalar(0.5)])]);
-    const logged = g.op('Log', [g.op('Reciprocal', [positive])]);
-    // Rounding and integer casts on constants: on computed values a last-bit difference could flip them.
-    const consts = g.constant({ dims: [3], data: Float32Array.of(1.7, -2.2, 0.4) });
-    const rounded = g.op('Add', [g.op('Floor', [consts]), g.op('Ceil', [g.op('Neg', [consts])])]);
-    const cast = g.op('Cast', [g.op('Cast', [g.op('Mul', [consts, g.scalar(10)])], { to: 7 })], { to: 1 });
-    const condition = g.op('Cast', [g.constant({ dims: [3], data: Float32Array.of(1, 0, 1) })], { to: 9 });
-    const where = g.op('Where', [condition, g.op('Add', [logged, cast]), g.op('Identity', [g.op('Mul', [logged, rounded])])]);
-    const filled = g.op('ConstantOfShape', [g.op('Shape', [where])], { value: onnxAttr.tensor({ dims: [1], data: Float32Array.of(0.25) }) });
-    const expanded = g.op('Expand', [g.op('Add', [where, filled]), g.int64s([1, 1])]);
-    const erf = g.op('Erf', [expanded]);
-    g.op('LayerNormalization', [erf, g.constant({ dims: [3], data: Float32Array.of(1, 2, 3) })], { axis: -1, epsilon: onnxAttr.float(1e-3) }, { output: 'y' });
-    g.output('y', 'float32', ['N', 3]);
-    return g;
-  }
-
   it('compute what onnxruntime computes, for every operator in the table', async () => {
     const model = await serializeOnnxModel(operatorGraph());
     const x = randomTensor([5, 4, 6, 6], 11);

@@ -84,7 +84,7 @@ for (const block of ['a', 'b']) {
         expectClose(grad.data, g.get(`grad/${name}`).data, 1e-4, `grad ${name}`);
       }
       // lossAndGradients changes nothing.
-      expect(t.weights()).toEqual(weightsOf(g, spec));
+      expect(await t.weights()).toEqual(weightsOf(g, spec));
     });
 
     it('has the input gradient and the forward output of torch', async () => {
@@ -151,7 +151,7 @@ describe('Adam', () => {
           const label = `lr ${lr} step ${i + 1}`;
           const loss = await t.step(g.tensor(`batch${i}/input`), g.tensor(`batch${i}/target`));
           expectClose([loss], g.get(`run${r}/loss${i}`).data, 1e-5, `${label} loss`);
-          const weights = t.weights();
+          const weights = await t.weights();
           for (const name of studentWeightShapes(spec).keys()) {
             const ref = g.get(`run${r}/step${i + 1}/${name}`).data as Float64Array;
             const initial = g.get(`weight/${name}`).data as Float64Array;
@@ -203,7 +203,7 @@ describe('checkpoints and failure modes', async () => {
     const first = await trainer(spec, weightsOf(g, spec), adam);
     const losses: number[] = [];
     for (const b of batches.slice(0, 2)) losses.push(await first.step(b.input, b.target));
-    const state = first.exportState();
+    const state = await first.exportState();
     expect(state.meta.step).toBe(2);
     dir = await mkdtemp(join(tmpdir(), 'transformaly-trainer-'));
     await writeSafetensors(join(dir, 'state.safetensors'), state.arrays);
@@ -217,9 +217,9 @@ describe('checkpoints and failure modes', async () => {
     for (const b of batches.slice(2)) losses.push(await resumed.step(b.input, b.target));
 
     expect(losses).toEqual(straightLosses);
-    expect(resumed.weights()).toEqual(straight.weights());
-    const a = resumed.exportState();
-    const b = straight.exportState();
+    expect(await resumed.weights()).toEqual(await straight.weights());
+    const a = await resumed.exportState();
+    const b = await straight.exportState();
     expect(a.meta).toEqual(b.meta);
     expect(a.arrays).toEqual(b.arrays);
   });
@@ -227,12 +227,12 @@ describe('checkpoints and failure modes', async () => {
   it('returns a non-finite loss for a batch with NaN and leaves the student untouched', async () => {
     const t = await trainer(spec, weightsOf(g, spec), adam);
     await t.step(batches[0].input, batches[0].target);
-    const before = t.exportState();
+    const before = await t.exportState();
     const bad = { dims: [...batches[1].input.dims], data: Float32Array.from(batches[1].input.data) };
     bad.data[5] = Number.NaN;
     const loss = await t.step(bad, batches[1].target);
     expect(Number.isFinite(loss)).toBe(false);
-    expect(t.exportState()).toEqual(before);
+    expect(await t.exportState()).toEqual(before);
     const d = await t.discrepancy(bad, batches[1].target);
     expect(Number.isNaN(d[0])).toBe(true);
     expect(Number.isFinite(d[1])).toBe(true);
@@ -243,7 +243,7 @@ describe('checkpoints and failure modes', async () => {
     for (const b of batches.slice(0, 3)) await straight.step(b.input, b.target);
     const concurrent = await trainer(spec, weightsOf(g, spec), adam);
     await Promise.all(batches.slice(0, 3).map((b) => concurrent.step(b.input, b.target)));
-    expect(concurrent.weights()).toEqual(straight.weights());
+    expect(await concurrent.weights()).toEqual(await straight.weights());
   });
 
   it('rejects bad weights, batches, settings and states with messages naming them', async () => {
@@ -271,7 +271,7 @@ describe('checkpoints and failure modes', async () => {
     await expect(t.discrepancy(input, { dims: [2, 17, 32], data: new Float32Array(2 * 17 * 32) })).rejects.toThrow(
       /input has 3 images but target has 2/,
     );
-    const state = t.exportState();
+    const state = await t.exportState();
     expect(() => t.importState({ ...state, meta: { ...state.meta, spec: { ...(state.meta.spec as object), width: 64 } } })).toThrow(
       /meta.spec.width is 64 but this trainer's block has 32/,
     );
@@ -279,7 +279,7 @@ describe('checkpoints and failure modes', async () => {
     expect(() => t.importState({ ...state, arrays: partial })).toThrow(/array "exp_avg_sq\/norm2.bias" is missing/);
     expect(() => t.importState({ ...state, meta: { ...state.meta, step: -1 } })).toThrow(/meta.step must be a non-negative integer/);
     // A rejected state changed nothing.
-    expect(t.exportState()).toEqual(state);
+    expect(await t.exportState()).toEqual(state);
 
     await t.dispose();
     await expect(t.step(input, target)).rejects.toThrow(/after dispose/);

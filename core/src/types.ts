@@ -100,7 +100,8 @@ export interface LabelledItem {
 // Engines and models
 // ---------------------------------------------------------------------------
 
-export type Device = 'cpu' | 'cuda';
+/** Where a runtime computes: the CPU, CUDA, or a GPU through a portable API (WebGPU). */
+export type Device = 'cpu' | 'cuda' | 'gpu';
 
 /** A serialized ONNX ModelProto, plus where its external data lives when the weights exceed protobuf's 2 GB limit. */
 export interface OnnxModel {
@@ -129,6 +130,8 @@ export interface Runtime {
   /** Whether `trainer` can be used to train students on this runtime. */
   readonly canTrain: boolean;
   createSession(model: OnnxModel, options?: SessionOptions): Promise<InferenceSession>;
+  /** What the engine computes on (backend, adapter, ...), recorded in a run's results.json; may start the engine. */
+  describe?(): Promise<JsonObject>;
   dispose(): Promise<void>;
 }
 
@@ -257,10 +260,10 @@ export interface StudentTrainer {
   lossAndGradients(input: Tensor, target: Tensor): Promise<{ loss: number; gradients: Record<string, Tensor> }>;
   /** Per image: the mean over tokens and channels of (student(input) - target)^2. */
   discrepancy(input: Tensor, target: Tensor): Promise<Float64Array>;
-  /** Current weights by name. */
-  weights(): Record<string, Tensor>;
+  /** Current weights by name, after every step already asked for (async: a GPU engine reads them back). */
+  weights(): Promise<Record<string, Tensor>>;
   /** Weights, Adam moments and step count, for checkpoints; `importState` restores them exactly. */
-  exportState(): StageState;
+  exportState(): Promise<StageState>;
   importState(state: StageState): void;
   dispose(): Promise<void>;
 }

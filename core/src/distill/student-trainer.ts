@@ -9,8 +9,8 @@ export interface StudentGradients {
   readonly loss: number;
   /** torch.optim.Adam's update of every weight with these gradients; `step` is 1-based (for the bias corrections). */
   adamUpdate(step: number, adam: AdamSettings): void | Promise<void>;
-  /** The gradients, as float32 copies by weight name. */
-  read(): Record<string, Float32Array>;
+  /** The gradients, as float32 copies by weight name (a GPU engine reads them back asynchronously). */
+  read(): Record<string, Float32Array> | Promise<Record<string, Float32Array>>;
   /** Frees what the pass allocated; called exactly once, after the last use. */
   release?(): void;
 }
@@ -23,8 +23,8 @@ export interface StudentEngine {
   backward(input: Tensor, target: Tensor, images: number): StudentGradients | Promise<StudentGradients>;
   /** Per image: the mean over tokens and channels of (student(input) - target)^2. */
   discrepancy(input: Tensor, target: Tensor, images: number): Float64Array | Promise<Float64Array>;
-  /** A float32 copy of one weight or Adam moment. */
-  read(kind: TrainerArrayKind, name: string): Float32Array;
+  /** A float32 copy of one weight or Adam moment (a GPU engine reads it back asynchronously). */
+  read(kind: TrainerArrayKind, name: string): Float32Array | Promise<Float32Array>;
   /** Overwrites one weight or Adam moment (`data` has the array's shape). */
   write(kind: TrainerArrayKind, name: string, data: Float32Array): void;
   /** Frees the engine's sessions and tensors. */
@@ -88,7 +88,7 @@ export class EngineStudentTrainer implements StudentTrainer {
     return this.exclusive(async () => {
       const pass = await this.engine.backward(input, target, checkTrainingBatch(this.spec, input, target));
       try {
-        const read = pass.read();
+        const read = await pass.read();
         const gradients: Record<string, Tensor> = {};
         for (const [name, dims] of this.shapes) gradients[name] = { dims: [...dims], data: read[name] };
         return { loss: pass.loss, gradients };
@@ -102,16 +102,28 @@ export class EngineStudentTrainer implements StudentTrainer {
     return this.exclusive(async () => this.engine.discrepancy(input, target, checkTrainingBatch(this.spec, input, target)));
   }
 
-  weights(): Record<string, Tensor> {
-    this.checkAlive();
-    const out: Record<string, Tensor> = {};
-    for (const [name, dims] of this.shapes) out[name] = { dims: [...dims], data: this.engine.read('weight', name) };
-    return out;
+  /** Reads every array of the given kinds, all at once (one wait for a GPU engine), in this call's turn. */
+  private async readAll(kinds: readonly TrainerArrayKind[]): Promise<Map<string, Float32Array>> {
+    const keys = kinds.flatMap((kind) => [...this.shapes.keys()].map((name) => [kind, name] as const));
+    const data = await Promise.all(keys.map(([kind, name]) => this.engine.read(kind, name)));
+    return new Map(keys.map(([kind, name], i) => [`${kind}/${name}`, data[i]]));
   }
 
-  exportState(): StageState {
-    this.checkAlive();
-    return encodeTrainerState(this.spec, this.adam, this.stepCount, this.shapes, (kind, name) => this.engine.read(kind, name));
+  weights(): Promise<Record<string, Tensor>> {
+    return this.exclusive(async () => {
+      const read = await this.readAll(['weight']);
+      const out: Record<string, Tensor> = {};
+      for (const [name, dims] of this.shapes) out[name] = { dims: [...dims], data: read.get(`weight/${name}`)! };
+      return out;
+    });
+  }
+
+  exportState(): Promise<StageState> {
+    return this.exclusive(async () => {
+      const step = this.stepCount;
+      const read = await this.readAll(['weight', 'exp_avg', 'exp_avg_sq']);
+      return encodeTrainerState(this.spec, this.adam, step, this.shapes, (kind, name) => read.get(`${kind}/${name}`)!);
+    });
   }
 
   /** Restores weights, moments and step count; a state that fails its checks changes nothing. */

@@ -146,7 +146,7 @@ class EpochLoop {
       const v = validation?.[i] ?? null;
       if (v !== null && !Number.isFinite(v)) throw this.nonFinite('held-out', v, s.block, epoch);
       if (v === null || s.bestLoss === null || v < s.bestLoss) {
-        s.best = cloneWeights(s.trainer.weights());
+        s.best = cloneWeights(await s.trainer.weights());
         s.bestEpoch = epoch;
         s.bestLoss = v;
       }
@@ -217,13 +217,17 @@ class EpochLoop {
       epochsDone: epoch + 1,
       batchesPerEpoch: this.batchesPerEpoch,
       history: this.history,
-      students: this.students.map((s): StudentCheckpoint => ({
-        block: s.block,
-        trainer: s.trainer.exportState(),
-        best: s.best!,
-        bestEpoch: s.bestEpoch,
-        bestLoss: s.bestLoss,
-      })),
+      students: await Promise.all(
+        this.students.map(
+          async (s): Promise<StudentCheckpoint> => ({
+            block: s.block,
+            trainer: await s.trainer.exportState(),
+            best: s.best!,
+            bestEpoch: s.bestEpoch,
+            bestLoss: s.bestLoss,
+          }),
+        ),
+      ),
     });
   }
 

@@ -31,6 +31,8 @@ export interface RunResults {
   runId: string;
   untrainedBackbone: boolean;
   backbone: { id: string; sha256: string };
+  /** The runtime that ran the backbone: name, device, threads, and what its `describe()` adds (absent in older runs). */
+  runtime?: JsonObject;
   cases: CaseResult[];
   /** AUROC per case and space, with the mean row, as in the paper's tables. */
   auroc: CaseSummary;
@@ -218,12 +220,14 @@ export async function runProtocol(pipeline: Pipeline, options: RunOptions): Prom
 
 async function writeRunResults(pipeline: Pipeline, runDir: string, cases: CaseResult[]): Promise<RunResults> {
   const backbone = await pipeline.backbone();
+  const runtime = await pipeline.runtime();
   const summary = (metric: 'auroc' | 'averagePrecision') =>
     summarizeCases(cases.map((c) => ({ caseId: c.caseId, metrics: Object.fromEntries(Object.entries(c.metrics).map(([s, m]) => [s, m[metric]])) })));
   const results: RunResults = {
     runId: runIdOf(pipeline.config),
     untrainedBackbone: backbone.info.untrained,
     backbone: { id: backbone.info.id, sha256: backbone.info.sha256 },
+    runtime: { name: runtime.name, device: runtime.device, threads: runtime.threads, ...(await runtime.describe?.()) },
     cases,
     auroc: summary('auroc'),
     averagePrecision: summary('averagePrecision'),

@@ -6,10 +6,12 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Device } from '@transformaly/core';
+import { probeAdapter, registerWebgpuBackend, type AdapterDescription, type AdapterPolicy } from './webgpu/device.js';
 
-export type TfjsBackendName = 'tensorflow' | 'wasm' | 'cpu';
+export type TfjsBackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
-export const BACKEND_NAMES: readonly TfjsBackendName[] = ['tensorflow', 'wasm', 'cpu'];
+/** Every backend, in the order of the automatic choice. */
+export const BACKEND_NAMES: readonly TfjsBackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
 
 /** The native packages that provide the `tensorflow` backend, in order of preference. */
 export const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const;
@@ -24,6 +26,8 @@ export interface BackendChoice {
   threads: number;
   /** Whether the wasm binary uses SIMD (wasm only). */
   simd?: boolean;
+  /** The WebGPU adapter (webgpu only). */
+  adapter?: AdapterDescription;
   /** One line: why this backend, and what was tried before it. */
   reason: string;
 }
@@ -34,6 +38,7 @@ interface Started {
   device: Device;
   threads: number;
   simd?: boolean;
+  adapter?: AdapterDescription;
   note?: string;
 }
 interface Failed {
@@ -179,43 +184,118 @@ async function startCpu(): Promise<Attempt> {
   return { ok: true, package: '@tensorflow/tfjs-backend-cpu', device: 'cpu', threads: 1 };
 }
 
+/** Threads of a CPU Vulkan adapter: llvmpipe runs every shader on LP_NUM_THREADS threads, by default one per core. */
+function llvmpipeThreads(): number {
+  const configured = Number(process.env.LP_NUM_THREADS);
+  return Number.isInteger(configured) && configured > 0 ? configured : availableParallelism();
+}
+
+async function startWebgpu(): Promise<Attempt> {
+  const probe = await probeAdapter();
+  if (!probe.ok) return { ok: false, why: probe.why };
+  try {
+    await registerWebgpuBackend(probe);
+  } catch (error) {
+    return { ok: false, why: `the WebGPU device on ${probe.description.description || probe.description.device} did not start: ${firstLine(error)}` };
+  }
+  if (!(await tf.setBackend('webgpu'))) return { ok: false, why: 'the webgpu backend failed to start (tfjs printed the cause above)' };
+  const onCpu = probe.description.type === 'cpu';
+  return {
+    ok: true,
+    package: '@tensorflow/tfjs-backend-webgpu',
+    device: onCpu ? 'cpu' : 'gpu',
+    threads: onCpu ? llvmpipeThreads() : 1,
+    adapter: probe.description,
+  };
+}
+
 function attempt(name: TfjsBackendName, threads: number | undefined): Promise<Attempt> {
   let pending = attempts.get(name);
   if (!pending) {
-    pending = name === 'tensorflow' ? startTensorflow(threads) : name === 'wasm' ? startWasm() : startCpu();
+    pending =
+      name === 'tensorflow' ? startTensorflow(threads) : name === 'webgpu' ? startWebgpu() : name === 'wasm' ? startWasm() : startCpu();
     attempts.set(name, pending);
   }
   return pending;
 }
 
 function choice(name: TfjsBackendName, started: Started, reason: string): BackendChoice {
-  return { name, package: started.package, device: started.device, threads: started.threads, simd: started.simd, reason };
+  const { package: pkg, device, threads: used, simd, adapter } = started;
+  return { name, package: pkg, device, threads: used, ...(simd !== undefined && { simd }), ...(adapter && { adapter }), reason };
 }
 
 const CPU_SLOWNESS = 'the pure-JavaScript cpu backend is about 50x slower than wasm';
 
+/** One line naming an adapter: its description, vendor and architecture, and where it runs. */
+export function adapterLine(adapter: AdapterDescription): string {
+  const name = adapter.description || adapter.device || 'unnamed adapter';
+  const where = adapter.type === 'cpu' ? `a CPU implementation${adapter.isFallbackAdapter ? ' (fallback adapter)' : ''}` : 'a GPU';
+  return `${name} [${[adapter.vendor, adapter.architecture].filter(Boolean).join(', ') || 'vendor unknown'}], ${where}`;
+}
+
 /**
- * Starts the requested backend, or the first that works of tensorflow, wasm and cpu. A requested backend that
- * cannot start is an error that says why; the automatic choice says what it skipped and why.
+ * Why an adapter is not acceptable under `policy`, or undefined when it is. A CPU adapter serves only when asked
+ * for: by adapter 'any', or (policy 'auto') by naming the webgpu backend; the automatic choice passes over it,
+ * since wasm is faster on the same cores.
  */
-export async function startBackend(requested: TfjsBackendName | undefined, threads: number | undefined): Promise<BackendChoice> {
+function adapterRefusal(adapter: AdapterDescription, policy: AdapterPolicy, named: boolean): string | undefined {
+  if (adapter.type === 'gpu' || policy === 'any' || (policy === 'auto' && named)) return undefined;
+  const what = `the only WebGPU adapter is ${adapterLine(adapter)}`;
+  return named ? `${what}, and adapter 'gpu' accepts only a GPU` : `${what} (slower than wasm; adapter 'any' would accept it)`;
+}
+
+export interface BackendRequest {
+  backend?: TfjsBackendName;
+  threads?: number;
+  /** Which WebGPU adapters the webgpu backend accepts; default 'auto'. */
+  adapter?: AdapterPolicy;
+}
+
+/**
+ * Starts the requested backend, or the first that works of tensorflow, webgpu (on a GPU), wasm and cpu. A
+ * requested backend that cannot start is an error that says why; the automatic choice says what it skipped and why.
+ */
+export async function startBackend(request: BackendRequest): Promise<BackendChoice> {
+  const { backend: requested, threads, adapter: policy = 'auto' } = request;
   if (requested !== undefined) {
-    const started = await attempt(requested, threads);
+    let started: Attempt;
+    let webgpuHint = "see above, or use backend 'wasm'";
+    if (requested === 'webgpu') {
+      const probe = await probeAdapter();
+      const refusal = probe.ok ? adapterRefusal(probe.description, policy, true) : probe.why;
+      if (probe.ok) webgpuHint = "install the GPU's Vulkan driver beside libvulkan1, use adapter 'any' to run on this adapter, or use backend 'wasm'";
+      started = refusal === undefined ? await attempt(requested, threads) : { ok: false, why: refusal };
+    } else started = await attempt(requested, threads);
     if (!started.ok) {
       const hint =
         requested === 'tensorflow'
           ? `install ${NATIVE_PACKAGES[1]} (or ${NATIVE_PACKAGES[0]}; their install downloads libtensorflow), or use backend 'wasm'`
-          : requested === 'wasm'
-            ? "reinstall @tensorflow/tfjs-backend-wasm, or use backend 'cpu'"
-            : 'reinstall @tensorflow/tfjs-backend-cpu';
+          : requested === 'webgpu'
+            ? webgpuHint
+            : requested === 'wasm'
+              ? "reinstall @tensorflow/tfjs-backend-wasm, or use backend 'cpu'"
+              : 'reinstall @tensorflow/tfjs-backend-cpu';
       throw new Error(`runtime-tfjs: backend '${requested}' was requested but is not available: ${started.why}. To fix: ${hint}`);
     }
     await tf.setBackend(requested);
-    const slow = requested === 'cpu' ? ` (${CPU_SLOWNESS})` : '';
-    return choice(requested, started, `requested in the options${slow}`);
+    const detail =
+      requested === 'cpu'
+        ? ` (${CPU_SLOWNESS})`
+        : started.adapter
+          ? `, on ${adapterLine(started.adapter)}${started.adapter.type === 'cpu' ? ': the GPU code paths run on the CPU, slower than wasm' : ''}`
+          : '';
+    return choice(requested, started, `requested in the options${detail}`);
   }
   const skipped: string[] = [];
   for (const name of BACKEND_NAMES) {
+    if (name === 'webgpu') {
+      const probe = await probeAdapter();
+      const refusal = probe.ok ? adapterRefusal(probe.description, policy, false) : probe.why;
+      if (refusal !== undefined) {
+        skipped.push(`webgpu unavailable (${refusal})`);
+        continue;
+      }
+    }
     const started = await attempt(name, threads);
     if (!started.ok) {
       skipped.push(`${name} unavailable (${started.why})`);
@@ -225,9 +305,11 @@ export async function startBackend(requested: TfjsBackendName | undefined, threa
     const why =
       name === 'tensorflow'
         ? `native libtensorflow through ${started.package}`
-        : name === 'wasm'
-          ? `${started.simd ? 'WebAssembly with SIMD' : 'WebAssembly without SIMD (slower)'}, single-threaded under Node`
-          : CPU_SLOWNESS;
+        : name === 'webgpu'
+          ? `WebGPU (Dawn) on ${adapterLine(started.adapter!)}`
+          : name === 'wasm'
+            ? `${started.simd ? 'WebAssembly with SIMD' : 'WebAssembly without SIMD (slower)'}, single-threaded under Node`
+            : CPU_SLOWNESS;
     const parts = [why, ...skipped, ...(started.note ? [started.note] : [])];
     return choice(name, started, parts.join('; '));
   }

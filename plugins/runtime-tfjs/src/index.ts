@@ -1,8 +1,10 @@
 export { TfjsRuntime, type TfjsRuntimeOptions } from './runtime.js';
 export { TRAINER_STATE_FORMAT } from '@transformaly/core';
 export { BACKEND_NAMES, NATIVE_PACKAGES, wasmBinaryDir, type BackendChoice, type TfjsBackendName } from './backend.js';
+export { ADAPTER_POLICIES, type AdapterDescription, type AdapterPolicy } from './webgpu/device.js';
 export { OPS as ONNX_OPS } from './onnx/ops.js';
 export {
+  bindingMicroBatch,
   createTfjsStudentTrainer,
   trainingBytesPerImage,
   wasmMicroBatch,

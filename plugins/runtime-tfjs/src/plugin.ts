@@ -10,9 +10,14 @@ export const optionsSchema: JsonSchema = {
   additionalProperties: false,
   properties: {
     backend: {
-      enum: ['tensorflow', 'wasm', 'cpu'],
+      enum: ['tensorflow', 'webgpu', 'wasm', 'cpu'],
       description:
-        "tfjs backend; default: the first that works of 'tensorflow' (@tensorflow/tfjs-node-gpu or -node), 'wasm', 'cpu' (about 50x slower than wasm).",
+        "tfjs backend; default: the first that works of 'tensorflow' (@tensorflow/tfjs-node-gpu or -node), 'webgpu' on a GPU adapter, 'wasm', 'cpu' (about 50x slower than wasm).",
+    },
+    adapter: {
+      enum: ['auto', 'gpu', 'any'],
+      description:
+        "WebGPU adapters the webgpu backend accepts: 'gpu' only a GPU, 'any' also a CPU implementation (lavapipe, SwiftShader); 'auto' (default) a CPU one only when backend is 'webgpu'.",
     },
     threads: {
       type: 'integer',
@@ -22,7 +27,8 @@ export const optionsSchema: JsonSchema = {
     microBatch: {
       type: 'integer',
       minimum: 1,
-      description: 'Images per student forward/backward pass; larger batches are split and their gradients accumulated (default: what fits the wasm heap).',
+      description:
+        'Images per student forward/backward pass; larger batches are split and their gradients accumulated (default: what fits the wasm heap, or on webgpu one storage binding).',
     },
   },
 };
@@ -30,7 +36,7 @@ export const optionsSchema: JsonSchema = {
 /** The runtime stage: every ONNX graph (the backbone) and, unless a distiller says otherwise, the students on tfjs. */
 export const plugin: TransformalyPlugin<TfjsRuntimePluginOptions> = {
   name: '@transformaly/runtime-tfjs',
-  description: "TensorFlow.js: ONNX graphs and student training on tfjs-node ('tensorflow'), wasm (SIMD) or cpu",
+  description: "TensorFlow.js: ONNX graphs and student training on tfjs-node ('tensorflow'), WebGPU (Dawn), wasm (SIMD) or cpu",
   optionsSchema,
   register(options: TfjsRuntimePluginOptions = {}) {
     return new ContainerModule(({ bind }) => {

@@ -3,6 +3,7 @@ import type {
   BlockSpec,
   Device,
   InferenceSession,
+  JsonObject,
   OnnxModel,
   ProgressReporter,
   SessionOptions,
@@ -11,12 +12,21 @@ import type {
   TrainableRuntime,
 } from '@transformaly/core';
 import { activateBackend, BACKEND_NAMES, startBackend, type BackendChoice, type TfjsBackendName } from './backend.js';
+import { ADAPTER_POLICIES, type AdapterPolicy } from './webgpu/device.js';
 import { createTfjsSession, type TfjsSession } from './onnx/session.js';
 import { createTfjsStudentTrainer } from './training/trainer.js';
 
 export interface TfjsRuntimeOptions {
-  /** Default: the first that works of `tensorflow` (tfjs-node-gpu, then tfjs-node), `wasm`, `cpu`. */
+  /**
+   * Default: the first that works of `tensorflow` (tfjs-node-gpu, then tfjs-node), `webgpu` on a GPU adapter,
+   * `wasm`, `cpu`.
+   */
   backend?: TfjsBackendName;
+  /**
+   * WebGPU adapters the webgpu backend accepts: `gpu` only a GPU; `any` also a CPU implementation (lavapipe,
+   * SwiftShader); `auto` (default) a CPU one only when the webgpu backend is named.
+   */
+  adapter?: AdapterPolicy;
   /**
    * Threads of the `tensorflow` backend (libtensorflow's intra-op pool, through TF_NUM_INTRAOP_THREADS, unless the
    * environment sets it). tfjs-backend-wasm runs single-threaded under Node and the cpu backend is single-threaded.
@@ -47,6 +57,7 @@ export class TfjsRuntime implements TrainableRuntime {
   readonly canTrain = true;
   readonly microBatch: number | undefined;
   private readonly requested: TfjsBackendName | undefined;
+  private readonly adapterPolicy: AdapterPolicy | undefined;
   private readonly requestedThreads: number | undefined;
   private readonly progress: ProgressReporter | undefined;
   private readonly sessions = new Set<TfjsSession>();
@@ -55,14 +66,21 @@ export class TfjsRuntime implements TrainableRuntime {
   private chosen: BackendChoice | undefined;
 
   constructor(options: TfjsRuntimeOptions = {}) {
-    const known = new Set(['backend', 'threads', 'microBatch', 'progress']);
+    const known = new Set(['backend', 'adapter', 'threads', 'microBatch', 'progress']);
     for (const key of Object.keys(options)) {
-      if (!known.has(key)) throw new Error(`runtime-tfjs: unknown option "${key}" (options: backend, threads, microBatch)`);
+      if (!known.has(key)) throw new Error(`runtime-tfjs: unknown option "${key}" (options: backend, adapter, threads, microBatch)`);
     }
     if (options.backend !== undefined && !BACKEND_NAMES.includes(options.backend)) {
       throw new Error(`runtime-tfjs: option backend must be one of ${BACKEND_NAMES.join(', ')}; got ${JSON.stringify(options.backend)}`);
     }
+    if (options.adapter !== undefined && !ADAPTER_POLICIES.includes(options.adapter)) {
+      throw new Error(`runtime-tfjs: option adapter must be one of ${ADAPTER_POLICIES.join(', ')}; got ${JSON.stringify(options.adapter)}`);
+    }
+    if (options.adapter !== undefined && options.backend !== undefined && options.backend !== 'webgpu') {
+      throw new Error(`runtime-tfjs: option adapter applies to the webgpu backend, but backend is '${options.backend}'`);
+    }
     this.requested = options.backend;
+    this.adapterPolicy = options.adapter;
     this.requestedThreads = positiveInteger(options.threads, 'threads');
     this.microBatch = positiveInteger(options.microBatch, 'microBatch');
     this.progress = options.progress;
@@ -84,14 +102,18 @@ export class TfjsRuntime implements TrainableRuntime {
   /** Starts the backend (once) and reports which one and why. */
   ready(): Promise<BackendChoice> {
     this.started ??= (async () => {
-      const choice = await startBackend(this.requested, this.requestedThreads);
+      const choice = await startBackend({ backend: this.requested, threads: this.requestedThreads, adapter: this.adapterPolicy });
       this.chosen = choice;
       const message = `runtime-tfjs: backend ${choice.name} (${choice.package}): ${choice.reason}`;
       if (this.progress) {
         if (choice.name === 'cpu') this.progress.warn(message);
         else this.progress.info(message);
         if (this.requestedThreads !== undefined && this.requestedThreads !== choice.threads && choice.name !== 'tensorflow') {
-          this.progress.info(`runtime-tfjs: threads ${this.requestedThreads} does not apply to the ${choice.name} backend, which runs on ${choice.threads} thread(s) under Node`);
+          const where =
+            choice.name === 'webgpu'
+              ? `whose ${choice.device === 'cpu' ? 'CPU adapter runs on LP_NUM_THREADS (lavapipe) threads' : 'adapter is a GPU'}`
+              : `which runs on ${choice.threads} thread(s) under Node`;
+          this.progress.info(`runtime-tfjs: threads ${this.requestedThreads} does not apply to the ${choice.name} backend, ${where}`);
         }
       }
       return choice;
@@ -103,6 +125,19 @@ export class TfjsRuntime implements TrainableRuntime {
   private async activate(): Promise<void> {
     const choice = await this.ready();
     await activateBackend(choice.name);
+  }
+
+  /** The backend and, on webgpu, the adapter: what a run records in results.json. */
+  async describe(): Promise<JsonObject> {
+    const { name, package: pkg, device, threads, simd, adapter } = await this.ready();
+    return {
+      backend: name,
+      package: pkg,
+      device,
+      threads,
+      ...(simd !== undefined && { simd }),
+      ...(adapter && { adapter: { ...adapter, features: [...adapter.features] } }),
+    };
   }
 
   async createSession(model: OnnxModel, options: SessionOptions = {}): Promise<InferenceSession> {
@@ -119,6 +154,7 @@ export class TfjsRuntime implements TrainableRuntime {
     const trainer = await createTfjsStudentTrainer(spec, initialWeights, adam, {
       microBatch: this.microBatch,
       backend: choice.name,
+      maxBindingBytes: choice.adapter?.maxStorageBufferBindingSize,
       activate: () => this.activate(),
       onDispose: () => this.trainers.delete(trainer),
     });

@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { checkSessionFeeds, checkSessionOutputs } from '@transformaly/core';
 import type { InferenceSession, OnnxModel, Tensor } from '@transformaly/core';
 import { loadOnnxModel, onnxTypeName, ONNX_DATA_TYPE, type GraphNode, type LoadedModel } from './model.js';
+import { throwOnDeviceError } from '../webgpu/device.js';
 import { depthwiseFilter, OPS, type ConstantLayout, type OpContext, type OpDef } from './ops.js';
 
 interface CompiledNode {
@@ -194,9 +195,9 @@ export class TfjsSession implements InferenceSession {
     await this.activate();
     if (this.disposed) throw new Error('runtime-tfjs: run() on a disposed session');
     const plan = this.plan(wanted);
-    const result: Record<string, Tensor> = {};
-    // Everything below is synchronous, so no other run (of any session or backend) interleaves with it.
-    tf.tidy(() => {
+    // The graph runs synchronously, so no other run (of any session or backend) interleaves with it; only the
+    // outputs are read back, asynchronously (a GPU backend cannot read synchronously).
+    const produced = tf.tidy(() => {
       const values = new Map<string, tf.Tensor>();
       // Several names can hold the same tensor object (an op may pass one through); it is freed with the last.
       const holders = new Map<tf.Tensor, number>();
@@ -240,13 +241,23 @@ export class TfjsSession implements InferenceSession {
           if (left === 0 && !constantSet.has(t)) t.dispose();
         }
       });
-      for (const name of wanted) {
+      return wanted.map((name) => {
         const t = lookup(name);
         if (t.dtype !== 'float32') throw new Error(`runtime-tfjs: model output '${name}' is ${t.dtype}; only float32 outputs are supported`);
-        const data = t.dataSync() as Float32Array;
-        result[name] = { dims: [...t.shape], data: this.copyOutputs ? data.slice() : data };
-      }
+        // A fresh handle per name: one tensor may be several outputs, and each handle is freed once read.
+        return t.clone();
+      });
     });
+    const result: Record<string, Tensor> = {};
+    try {
+      const read = await Promise.all(produced.map((t) => t.data() as Promise<Float32Array>));
+      wanted.forEach((name, i) => {
+        result[name] = { dims: [...produced[i].shape], data: this.copyOutputs ? read[i].slice() : read[i] };
+      });
+    } finally {
+      for (const t of produced) t.dispose();
+    }
+    throwOnDeviceError('a session run');
     return result;
   }
 

@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { checkTrainerArguments, EngineStudentTrainer } from '@transformaly/core';
 import type { AdamSettings, BlockSpec, StudentEngine, StudentGradients, StudentTrainer, Tensor, TrainerArrayKind } from '@transformaly/core';
 import type { TfjsBackendName } from '../backend.js';
+import { throwOnDeviceError } from '../webgpu/device.js';
 import { studentBlock, type StudentBlock } from './block.js';
 
 /** Multiples of each activation shape alive at the peak of a training pass (see `trainingBytesPerImage`). */
@@ -33,10 +34,21 @@ export function wasmMicroBatch(spec: BlockSpec, liveBytes: number): number {
   return Math.max(1, Math.floor(budget / trainingBytesPerImage(spec)));
 }
 
+/** Images per pass whose largest tensor (MLP activations or attention maps) fits in one storage buffer binding. */
+export function bindingMicroBatch(spec: BlockSpec, maxBindingBytes: number): number {
+  const { tokens: t, width: d, mlpDim: m, heads: h } = spec;
+  return Math.max(1, Math.floor(maxBindingBytes / (4 * Math.max(t * m, h * t * t, t * d))));
+}
+
 export interface TfjsTrainerOptions {
-  /** Images per forward/backward pass; default: all, or on wasm as many as `wasmMicroBatch` allows. */
+  /**
+   * Images per forward/backward pass; default: all, on wasm as many as `wasmMicroBatch` allows, on webgpu as many
+   * as `bindingMicroBatch` allows.
+   */
   microBatch?: number;
   backend: TfjsBackendName;
+  /** The WebGPU adapter's maxStorageBufferBindingSize (webgpu only). */
+  maxBindingBytes?: number;
   /** Makes the trainer's backend the engine's current one. */
   activate: () => Promise<void>;
   onDispose?: () => void;
@@ -60,7 +72,10 @@ export async function createTfjsStudentTrainer(
   return new EngineStudentTrainer(spec, adam, shapes, new TfjsStudentEngine(spec, shapes, initialWeights, options));
 }
 
-/** The student's weights and Adam moments are tf variables on the runtime's backend. */
+/**
+ * The student's weights and Adam moments are tf variables on the runtime's backend. Everything stays there through a
+ * call: reads are asynchronous (a GPU backend has none other) and happen once per call, for its results only.
+ */
 class TfjsStudentEngine implements StudentEngine {
   private readonly variables: Record<TrainerArrayKind, Map<string, tf.Variable>> = { weight: new Map(), exp_avg: new Map(), exp_avg_sq: new Map() };
   /** Parameter name of each weight variable's (engine-wide unique) name. */
@@ -91,8 +106,16 @@ class TfjsStudentEngine implements StudentEngine {
   /** Images per pass for a batch of `n`. */
   private microBatchFor(n: number): number {
     if (this.options.microBatch !== undefined) return Math.min(n, this.options.microBatch);
-    if (this.options.backend !== 'wasm') return n;
-    return Math.min(n, wasmMicroBatch(this.spec, tf.memory().numBytes));
+    if (this.options.backend === 'wasm') return Math.min(n, wasmMicroBatch(this.spec, tf.memory().numBytes));
+    if (this.options.maxBindingBytes !== undefined) return Math.min(n, bindingMicroBatch(this.spec, this.options.maxBindingBytes));
+    return n;
+  }
+
+  /** The values of `tensors`, read back together; throws when the WebGPU device reported an error. */
+  private async download(tensors: tf.Tensor[], what: string): Promise<Float32Array[]> {
+    const data = await Promise.all(tensors.map((t) => t.data() as Promise<Float32Array>));
+    throwOnDeviceError(`a student trainer's ${what}`);
+    return data;
   }
 
   /** Rows [start, start + n) of a batch as a [n * tokens, width] tensor (no copy on the JavaScript side). */
@@ -104,13 +127,14 @@ class TfjsStudentEngine implements StudentEngine {
 
   /**
    * Loss and gradients of the whole batch, pass by pass: each pass's loss is weighted by its share of the images,
-   * so the sums are the whole batch's mean loss and its gradients.
+   * so the sums are the whole batch's mean loss and its gradients. Only the loss is read back; the gradients stay on
+   * the device for the Adam update.
    */
-  backward(input: Tensor, target: Tensor, n: number): StudentGradients {
+  async backward(input: Tensor, target: Tensor, n: number): Promise<StudentGradients> {
     const micro = this.microBatchFor(n);
     const params = this.variables.weight;
     const variables = [...params.values()];
-    let loss = 0;
+    let loss: tf.Tensor | undefined;
     let total: Map<string, tf.Tensor> | undefined;
     for (let start = 0; start < n; start += micro) {
       const count = Math.min(micro, n - start);
@@ -120,8 +144,13 @@ class TfjsStudentEngine implements StudentEngine {
         const t = this.rows(target, start, count);
         return tf.variableGrads(() => this.block.loss(params, x, t, share), variables);
       });
-      loss += value.dataSync()[0];
-      value.dispose();
+      if (loss === undefined) loss = value;
+      else {
+        const previous = loss;
+        loss = tf.add(previous, value);
+        previous.dispose();
+        value.dispose();
+      }
       if (total === undefined) {
         total = new Map(Object.entries(grads).map(([variable, g]) => [this.byVariable.get(variable)!, g]));
       } else {
@@ -135,13 +164,28 @@ class TfjsStudentEngine implements StudentEngine {
       }
     }
     const grads = total!;
+    const release = () => {
+      for (const g of grads.values()) g.dispose();
+    };
+    let value: number;
+    try {
+      [[value]] = await this.download([loss!], 'training pass');
+    } catch (error) {
+      release();
+      throw error;
+    } finally {
+      loss!.dispose();
+    }
     return {
-      loss,
+      loss: value,
       adamUpdate: (step, adam) => this.adamUpdate(grads, step, adam),
-      read: () => Object.fromEntries([...grads].map(([name, g]) => [name, Float32Array.from(g.dataSync() as Float32Array)])),
-      release: () => {
-        for (const g of grads.values()) g.dispose();
+      read: async () => {
+        const names = [...grads.keys()];
+        const data = await this.download(names.map((name) => grads.get(name)!), 'gradients');
+        // Copies: on the cpu backend a read returns the tensor's own storage.
+        return Object.fromEntries(names.map((name, i) => [name, Float32Array.from(data[i])]));
       },
+      release,
     };
   }
 
@@ -163,26 +207,37 @@ class TfjsStudentEngine implements StudentEngine {
     });
   }
 
-  discrepancy(input: Tensor, target: Tensor, n: number): Float64Array {
-    const out = new Float64Array(n);
+  async discrepancy(input: Tensor, target: Tensor, n: number): Promise<Float64Array> {
     // A forward pass holds far less than a training pass; twice the training micro-batch stays within budget.
     const micro = Math.min(n, 2 * this.microBatchFor(n));
-    for (let start = 0; start < n; start += micro) {
-      const count = Math.min(micro, n - start);
-      const perImage = tf.tidy(() => {
-        const y = this.block.output(this.variables.weight, this.rows(input, start, count));
-        const perToken = tf.mean(tf.squaredDifference(y, this.rows(target, start, count)), -1);
-        return tf.mean(tf.reshape(perToken, [count, this.spec.tokens]), 1);
-      });
-      out.set(perImage.dataSync() as Float32Array, start);
-      perImage.dispose();
+    const parts: tf.Tensor[] = [];
+    try {
+      for (let start = 0; start < n; start += micro) {
+        const count = Math.min(micro, n - start);
+        parts.push(
+          tf.tidy(() => {
+            const y = this.block.output(this.variables.weight, this.rows(input, start, count));
+            const perToken = tf.mean(tf.squaredDifference(y, this.rows(target, start, count)), -1);
+            return tf.mean(tf.reshape(perToken, [count, this.spec.tokens]), 1);
+          }),
+        );
+      }
+      const out = new Float64Array(n);
+      let at = 0;
+      for (const values of await this.download(parts, 'discrepancy')) {
+        out.set(values, at);
+        at += values.length;
+      }
+      return out;
+    } finally {
+      for (const p of parts) p.dispose();
     }
-    return out;
   }
 
-  read(kind: TrainerArrayKind, name: string): Float32Array {
-    // A copy: on the cpu backend dataSync returns the tensor's own storage.
-    return Float32Array.from(this.variables[kind].get(name)!.dataSync() as Float32Array);
+  async read(kind: TrainerArrayKind, name: string): Promise<Float32Array> {
+    const [data] = await this.download([this.variables[kind].get(name)!], 'state read-back');
+    // A copy: on the cpu backend a read returns the tensor's own storage.
+    return Float32Array.from(data);
   }
 
   write(kind: TrainerArrayKind, name: string, data: Float32Array): void {
