@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
+import { expectClose } from './fixtures/close.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const golden = join(repo, 'test', 'golden', 'distill');
@@ -80,11 +81,11 @@ describe('transformaly run reproduces the PyTorch AUROC table', () => {
     expect(run.status, run.stderr).toBe(0);
     const results = JSON.parse(readFileSync(join(folder, 'results', 'parity', 'results.json'), 'utf8'));
     expect(results.cases.map((c: { caseId: string }) => c.caseId)).toEqual(expected.classes.map((c) => `${mode}/${c}`));
+    // As in test/distill-parity.test.ts: equal but for at most a near-tied pair or two of the 180000 pairs.
+    const spaces = ['pretrained', 'finetuned', 'combined'] as const;
     for (const c of results.cases) {
-      for (const space of ['pretrained', 'finetuned', 'combined'] as const) {
-        const reference = expected.cases[c.caseId].auroc[space];
-        expect(Math.abs(c.metrics[space].auroc - reference), `${c.caseId} ${space}: ${c.metrics[space].auroc} vs torch ${reference}`).toBeLessThan(0.005);
-      }
+      const reference = spaces.map((space) => expected.cases[c.caseId].auroc[space]);
+      expectClose(spaces.map((space) => c.metrics[space].auroc), reference, 2e-5, `${c.caseId} AUROC (${spaces}) vs torch`);
     }
     // The table printed for the user is the same numbers, as percentages.
     expect(run.stdout).toMatch(/AUROC \(%\)/);

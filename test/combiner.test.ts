@@ -9,6 +9,7 @@ import {
   type FeatureCombiner,
   type StageState,
 } from '@transformaly/core';
+import { expectClose } from './fixtures/close.js';
 
 const f64 = (...v: number[]) => Float64Array.from(v);
 
@@ -57,9 +58,8 @@ describe('ZScoreCombiner', () => {
     c.fit(train);
     const out = c.combine({ a: f64(2.5, 5), b: f64(20, 5) });
     expect(out[0]).toBe(0);
-    expect(out[1]).toBeCloseTo(2.5 / Math.sqrt(1.25) + -15 / Math.sqrt(150), 14);
-    // 2.2360679775 - 1.2247448714, computed by hand.
-    expect(out[1]).toBeCloseTo(1.0113231061, 9);
+    // (5 - 2.5) / sqrt(1.25) + (5 - 20) / sqrt(150) = 2.2360679775 - 1.2247448714, computed by hand.
+    expectClose(out, [0, 1.0113231061], 1e-10, 'standardised sum');
   });
 
   it('exports mean and std as float64 and restores them, in any stored space order', () => {
@@ -112,7 +112,8 @@ describe('combiner plugins', () => {
   for (const [plugin, Kind] of cases) {
     it(`${plugin.name}: binds a fresh combiner per resolution`, () => {
       expect(plugin.optionsSchema).toEqual({ type: 'object', properties: {}, additionalProperties: false });
-      expect(plugin.description).toBeTruthy();
+      // What `transformaly plugins` shows: the rule each combiner applies.
+      expect(plugin.description).toMatch(plugin.name === 'sum' ? /^Feature combiner: sum of the per-space normality scores/ : /^Feature combiner: per-space scores standardised by their training mean and std, then summed/);
       const container = new Container();
       container.load(plugin.register({}));
       const first = container.get<FeatureCombiner>(TOKENS.FeatureCombiner);

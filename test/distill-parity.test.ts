@@ -1,7 +1,7 @@
 // End-to-end parity of the fine-tuned feature space with a PyTorch implementation of the same method
 // (scripts/golden/torch_transformaly.py, Debian's torch 1.13 and scikit-learn 1.2.1): the project runs through its
 // composition root on the same Fashion-MNIST subset, teacher and initial students, and must reproduce the script's
-// held-out split, batch order, per-epoch training losses (1e-4 relative) and AUROCs (0.005), in both protocols.
+// held-out split, batch order, per-epoch training losses (1e-4 relative) and AUROCs (2e-5), in both protocols.
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,6 +23,7 @@ import {
   type TransformalyConfig,
   type TransformalyPlugin,
 } from '@transformaly/core';
+import { expectClose } from './fixtures/close.js';
 
 const GOLDEN = join(import.meta.dirname, 'golden', 'distill');
 const FASHION_MNIST = '/usr/share/datasets/fashion-mnist';
@@ -179,9 +180,10 @@ describe.each(['unimodal', 'multimodal'] as const)('parity with PyTorch, %s prot
           }
         }
         expect(distiller.bestEpochs, `${c.id} best epochs`).toEqual(g.bestEpochs);
-        for (const space of ['pretrained', 'finetuned', 'combined'] as const) {
-          expect(Math.abs(result.metrics[space].auroc - g.auroc[space]), `${c.id} ${space} AUROC ${result.metrics[space].auroc} vs ${g.auroc[space]}`).toBeLessThan(0.005);
-        }
+        // Measured: equal to 1e-15, but for one pair of test images (of 300 x 600) that the fine-tuned space of
+        // unimodal/T-shirt orders the other way (a near tie), 5.6e-6. 2e-5 admits two such pairs.
+        const spaces = ['pretrained', 'finetuned', 'combined'] as const;
+        expectClose(spaces.map((space) => result.metrics[space].auroc), spaces.map((space) => g.auroc[space]), 2e-5, `${c.id} AUROC (${spaces})`);
       }
     } finally {
       await pipeline.dispose();

@@ -164,7 +164,11 @@ describe('example plugin: Ledoit-Wolf scorer loaded by file path from the config
     ];
     const scores = await detector.score(items);
     expect(scores.ids).toEqual(items.map((t) => t.id));
-    expect(scores.pretrained.every(Number.isFinite)).toBe(true);
+    // Higher is more normal: every striped image scores below every smooth one, and is flagged.
+    const normal = Array.from(scores.pretrained.subarray(0, 4));
+    const odd = Array.from(scores.pretrained.subarray(4));
+    expect(Math.max(...odd), `odd ${odd} vs normal ${normal}`).toBeLessThan(Math.min(...normal));
+    expect(scores.anomalous.slice(4)).toEqual([true, true, true, true]);
 
     const dir = join(tmp, 'detector');
     await pipeline.saveDetector(detector, dir);

@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { BUILTIN_PLUGINS, ConfigError, createPipeline, loadPlugin, PluginError, type TransformalyConfig } from '@transformaly/core';
+import { BUILTIN_PLUGINS, ConfigError, createPipeline, distillerOptionsSchema, loadPlugin, PluginError, type TransformalyConfig } from '@transformaly/core';
 
 // Plugin files live inside the repo so that their imports (inversify, @transformaly/core) resolve as they would in a
 // user's project; they are written by the test so that each case is readable here.
@@ -78,7 +78,12 @@ describe('plugin loading', () => {
     expect(BUILTIN_PLUGINS.get('folder')?.name).toBe('folder');
     expect((await loadPlugin('tfjs', { baseDir: dir })).name).toBe('@transformaly/runtime-tfjs');
     // A package subpath: the distiller whose students train on tfjs.
-    expect((await loadPlugin('transformaly-tfjs', { baseDir: dir })).optionsSchema).toBeDefined();
+    const students = await loadPlugin('transformaly-tfjs', { baseDir: dir });
+    expect(students.name).toBe('transformaly-tfjs');
+    // The built-in distiller's options, plus those of the tfjs runtime that trains the students.
+    expect(Object.keys(students.optionsSchema!.properties as object).sort()).toEqual(
+      [...Object.keys(distillerOptionsSchema.properties as object), 'tfjs'].sort(),
+    );
   });
 
   it('names a missing file', async () => {

@@ -3,6 +3,7 @@ import { Container } from 'inversify';
 import { describe, expect, it } from 'vitest';
 import { TOKENS, createMatrix, createRng, fromRows, type DensityScorer } from '@transformaly/core';
 import defaultPlugin, { GmmScorer, plugin } from '@transformaly/scorer-gmm';
+import { expectClose } from './fixtures/close.js';
 
 interface GmmGolden {
   reg_covar: number;
@@ -21,19 +22,30 @@ interface GmmGolden {
     means_fitted: number[][];
     scores: number[];
   };
-  kmeanspp: { n_init: number; mean_train_log_likelihood: number; lower_bound: number };
+  kmeanspp: {
+    n_init: number;
+    mean_train_log_likelihood: number;
+    lower_bound: number;
+    /** sklearn's best of `n_init` k-means++ restarts for random_state 0..9, with 2 and with 3 components. */
+    mean_train_log_likelihood_by_seed: Record<'2' | '3', number[]>;
+  };
+  few_rows_constant_column: {
+    train: number[][];
+    test: number[][];
+    init: { means: number[][]; weights: number[]; precisions: number[][][] };
+    max_iter: number;
+    tol: number;
+    converged: boolean;
+    n_iter: number;
+    scores: number[];
+    train_scores: number[];
+  };
 }
 
 const golden = JSON.parse(readFileSync(new URL('./golden/scorers/gmm.json', import.meta.url), 'utf8')) as GmmGolden;
 const g = golden.given_init;
 
-function expectMatchesSklearn(ours: ArrayLike<number>, sklearn: number[]): void {
-  expect(ours.length).toBe(sklearn.length);
-  const scale = Math.max(...sklearn.map(Math.abs));
-  let worst = 0;
-  for (let i = 0; i < ours.length; i++) worst = Math.max(worst, Math.abs(ours[i] - sklearn[i]));
-  expect(worst).toBeLessThanOrEqual(1e-6 * scale);
-}
+const expectMatchesSklearn = (ours: ArrayLike<number>, sklearn: number[], label: string) => expectClose(ours, sklearn, 1e-6, label);
 
 function mean(a: Float64Array): number {
   return a.reduce((s, v) => s + v, 0) / a.length;
@@ -46,18 +58,34 @@ describe('GmmScorer against scikit-learn', () => {
     expect(scorer.fitInfo).toEqual({ lowerBound: expect.any(Number), nIter: g.n_iter, converged: g.converged });
     expect(Math.abs(scorer.fitInfo!.lowerBound - g.lower_bound)).toBeLessThan(1e-9);
     const state = scorer.exportState();
-    expectMatchesSklearn(state.arrays.weights.data, g.weights_fitted);
-    expectMatchesSklearn(state.arrays.means.data, g.means_fitted.flat());
-    expectMatchesSklearn(await scorer.scoreSamples(fromRows(golden.test)), g.scores);
+    expectMatchesSklearn(state.arrays.weights.data, g.weights_fitted, 'weights');
+    expectMatchesSklearn(state.arrays.means.data, g.means_fitted.flat(), 'means');
+    expectMatchesSklearn(await scorer.scoreSamples(fromRows(golden.test)), g.scores, 'scores');
   });
 
   it('with k-means++ restarts reaches the mean train log-likelihood of sklearn’s best of as many restarts', async () => {
-    const scorer = new GmmScorer({ components: 3, nInit: golden.kmeanspp.n_init, seed: 0 });
+    // Restarts from other seeds end in other local optima. Measured (best of 3, mean log-likelihood of the training
+    // rows, seeds 0..9): sklearn with 3 components lies within 0.024 nat of its seed-0 value, this scorer within 0.035
+    // (its seed 1 finds a poorer optimum), while a model with 2 components is at least 0.185 nat below, for sklearn and
+    // for this scorer. 0.05 nat admits every correct fit and refuses the model with one component too few.
+    const tolerance = 0.05;
+    const reference = golden.kmeanspp.mean_train_log_likelihood;
+    const bySeed = golden.kmeanspp.mean_train_log_likelihood_by_seed;
+    expect(Math.max(...bySeed['3'].map((v) => Math.abs(v - reference)))).toBeLessThan(tolerance);
+    expect(Math.min(...bySeed['2'].map((v) => Math.abs(v - reference)))).toBeGreaterThan(3 * tolerance);
     const X = fromRows(golden.train);
-    await scorer.fit(X);
-    const ours = mean(await scorer.scoreSamples(X));
-    expect(Math.abs(ours - golden.kmeanspp.mean_train_log_likelihood)).toBeLessThanOrEqual(0.5);
-    expect(scorer.fitInfo!.converged).toBe(true);
+    const fitted = async (components: number, seed: number) => {
+      const scorer = new GmmScorer({ components, nInit: golden.kmeanspp.n_init, seed });
+      await scorer.fit(X);
+      expect(scorer.fitInfo!.converged).toBe(true);
+      return mean(await scorer.scoreSamples(X));
+    };
+    for (const seed of [0, 1, 2]) {
+      const ours = await fitted(3, seed);
+      expect(Math.abs(ours - reference), `seed ${seed}: ${ours} vs sklearn ${reference}`).toBeLessThanOrEqual(tolerance);
+    }
+    // The check can fail: one component too few is far outside it.
+    expect(Math.abs((await fitted(2, 0)) - reference)).toBeGreaterThan(3 * tolerance);
   });
 
   it('is reproducible for a seed, and more restarts never lower the kept lower bound', async () => {
@@ -91,19 +119,13 @@ describe('GmmScorer state, degenerate data and errors', () => {
     expect(b.fitInfo).toEqual(a.fitInfo);
   });
 
-  it('fewer rows than columns and a constant column give finite scores', async () => {
-    const rng = createRng(11);
-    const d = 12;
-    const X = createMatrix(9, d);
-    for (let i = 0; i < X.data.length; i++) X.data[i] = rng.normal() + (i % d === 0 ? 0 : (Math.floor(i / d) % 3) * 3);
-    for (let i = 0; i < 9; i++) X.data[i * d + 5] = -2;
-    const scorer = new GmmScorer({ components: 2, seed: 3 });
-    await scorer.fit(X);
-    const Y = createMatrix(5, d);
-    for (let i = 0; i < Y.data.length; i++) Y.data[i] = rng.normal();
-    const scores = await scorer.scoreSamples(Y);
-    expect(scores.every(Number.isFinite)).toBe(true);
-    expect((await scorer.scoreSamples(X)).every(Number.isFinite)).toBe(true);
+  it('fewer rows than columns and a constant column: the scores of sklearn from the same start', async () => {
+    const f = golden.few_rows_constant_column;
+    const scorer = new GmmScorer({ components: 2, init: f.init, maxIter: f.max_iter, tol: f.tol });
+    await scorer.fit(fromRows(f.train));
+    expect(scorer.fitInfo).toEqual({ lowerBound: expect.any(Number), nIter: f.n_iter, converged: f.converged });
+    expectMatchesSklearn(await scorer.scoreSamples(fromRows(f.test)), f.scores, 'test scores');
+    expectMatchesSklearn(await scorer.scoreSamples(fromRows(f.train)), f.train_scores, 'train scores');
   });
 
   it('rejects NaN input naming the row and column', async () => {

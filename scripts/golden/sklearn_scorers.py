@@ -2,7 +2,10 @@
 
 Rerun (deterministic, fixed seeds; needs Debian's Python with scikit-learn 1.2):
 
-    /usr/bin/python3 scripts/golden/sklearn_scorers.py
+    OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 scripts/golden/sklearn_scorers.py
+
+The committed files were written with OpenBLAS's SkylakeX kernels; other kernels change the last bits of the
+generated data (about 1e-15), and so every value, by far less than the tests' tolerances.
 
 Writes test/golden/scorers/{gaussian,knn,gmm}.json. Every array is a nested list of float64 values written with
 Python's repr, so the JSON round-trips them exactly. The tests (test/scorer-*.test.ts) compare against these files
@@ -74,6 +77,10 @@ def main():
     k = smallest_k(pca_full.explained_variance_, fraction)
     pca = PCA(k, whiten=True, svd_solver="full").fit(train)
     whitened_scores = gaussian_scores(pca.transform(train), pca.transform(test))
+    # All the variance of the constant-column data: the zero-variance axis is the one component left out.
+    const_k = d - 1
+    const_pca = PCA(const_k, whiten=True, svd_solver="full").fit(const_train)
+    const_whitened_scores = gaussian_scores(const_pca.transform(const_train), const_pca.transform(const_test))
 
     write(
         "gaussian.json",
@@ -89,6 +96,7 @@ def main():
                 "test": const_test.tolist(),
                 "column": 3,
                 "scores": gaussian_scores(const_train, const_test).tolist(),
+                "whitened_all_variance": {"components": const_k, "scores": const_whitened_scores.tolist()},
             },
             "whitened": {
                 "variance_fraction": fraction,
@@ -138,6 +146,36 @@ def main():
 
     n_init = 3
     restarts = GaussianMixture(3, covariance_type="full", reg_covar=REG, init_params="k-means++", n_init=n_init, random_state=0).fit(gmm_train)
+    # How far sklearn's own best-of-3 lands from seed to seed, with the right number of components and with one too
+    # few: the test's tolerance must admit the first and refuse the second.
+    by_seed = {
+        str(k): [
+            float(GaussianMixture(k, covariance_type="full", reg_covar=REG, init_params="k-means++", n_init=n_init, random_state=seed).fit(gmm_train).score(gmm_train))
+            for seed in range(10)
+        ]
+        for k in (2, 3)
+    }
+
+    # Fewer rows than columns, with a constant column, from a given start: EM must follow sklearn there too.
+    few_d = 12
+    few_train = np.concatenate([rng.standard_normal((5, few_d)), rng.standard_normal((4, few_d)) + 3.0])
+    few_train[:, 5] = -2.0
+    few_test = np.concatenate([rng.standard_normal((3, few_d)), few_train[:2] + 0.1])
+    few_init = {
+        "means": few_train[[0, 5]].tolist(),
+        "weights": [0.5, 0.5],
+        "precisions": np.stack([np.eye(few_d), np.eye(few_d)]).tolist(),
+    }
+    few_gm = GaussianMixture(
+        2,
+        covariance_type="full",
+        reg_covar=REG,
+        means_init=np.array(few_init["means"]),
+        weights_init=np.array(few_init["weights"]),
+        precisions_init=np.array(few_init["precisions"]),
+        max_iter=100,
+        tol=1e-10,
+    ).fit(few_train)
     write(
         "gmm.json",
         {
@@ -161,6 +199,18 @@ def main():
                 "n_init": n_init,
                 "mean_train_log_likelihood": float(restarts.score(gmm_train)),
                 "lower_bound": float(restarts.lower_bound_),
+                "mean_train_log_likelihood_by_seed": by_seed,
+            },
+            "few_rows_constant_column": {
+                "train": few_train.tolist(),
+                "test": few_test.tolist(),
+                "init": few_init,
+                "max_iter": 100,
+                "tol": 1e-10,
+                "converged": bool(few_gm.converged_),
+                "n_iter": int(few_gm.n_iter_),
+                "scores": few_gm.score_samples(few_test).tolist(),
+                "train_scores": few_gm.score_samples(few_train).tolist(),
             },
         },
     )
