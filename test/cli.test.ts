@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readNpy } from '@transformaly/core';
+import { expectClose } from './fixtures/close.js';
+import { casesOfScoresCsv, definitionAveragePrecision, pairwiseAuroc } from './fixtures/ranking.js';
 
 // The real `transformaly` bin (built by `tsc -b`, which `npm test` runs first), on the demo Fashion-MNIST subset
 // with a tiny untrained ViT: every command end to end, in a child process, as a user runs it.
@@ -42,79 +44,120 @@ beforeAll(() => {
   writeFileSync(join(work, 'transformaly.config.ts'), config());
 });
 
-describe('transformaly CLI', () => {
-  let runDir = '';
+// One `transformaly run` in its own folder, made by whichever test needs it first: every test sets up what it uses,
+// so they pass in any order and alone (vitest --sequence.shuffle, -t).
+let firstRun: { code: number | null; stdout: string; stderr: string; folder: string; runDir: string } | undefined;
+function theRun() {
+  if (!firstRun) {
+    const folder = mkdtempSync(join(tmpdir(), 'transformaly-cli-run-'));
+    writeFileSync(join(folder, 'transformaly.config.ts'), config());
+    const result = cli(['run'], folder);
+    const runs = existsSync(join(folder, 'results')) ? readdirSync(join(folder, 'results')) : [];
+    firstRun = { ...result, folder, runDir: join(folder, 'results', runs[0] ?? 'missing') };
+    expect(runs, result.stderr).toHaveLength(1);
+  }
+  return firstRun;
+}
 
+/** What the run's scores.csv says, case by case, with AUROC and AP computed from it by their definitions. */
+function metricsFromScores(runDir: string) {
+  const cases = casesOfScoresCsv(readFileSync(join(runDir, 'scores.csv'), 'utf8'));
+  return new Map(
+    [...cases].map(([caseId, c]) => [
+      caseId,
+      Object.fromEntries(
+        (['pretrained', 'finetuned', 'combined'] as const).map((space) => [
+          space,
+          { auroc: pairwiseAuroc(c.spaces[space], c.anomalous), averagePrecision: definitionAveragePrecision(c.spaces[space], c.anomalous) },
+        ]),
+      ),
+    ]),
+  );
+}
+
+describe('transformaly CLI', () => {
   it('run: fits, scores and evaluates every case and writes results, scores, report and detectors', () => {
-    const { code, stdout, stderr } = cli(['run']);
+    const { code, stdout, stderr, runDir } = theRun();
     expect(stderr).toMatch(/random weights: every result of this run is from an UNTRAINED model/);
     expect(code, stderr).toBe(0);
     expect(stdout).toMatch(/AUROC \(%\)/);
     expect(stdout).toMatch(/unimodal\/Trouser/);
     expect(stdout).toMatch(/UNTRAINED backbone/);
-    const runs = readdirSync(join(work, 'results'));
-    expect(runs).toHaveLength(1);
-    runDir = join(work, 'results', runs[0]);
     const results = JSON.parse(readFileSync(join(runDir, 'results.json'), 'utf8'));
     expect(results.untrainedBackbone).toBe(true);
     expect(results.cases.map((c: { caseId: string }) => c.caseId)).toEqual(['unimodal/Trouser', 'unimodal/Bag']);
+    const csv = readFileSync(join(runDir, 'scores.csv'), 'utf8').trim().split('\n');
+    expect(csv[0]).toBe('case,path,label,anomalous,pretrained,finetuned,combined,flagged');
+    expect(csv).toHaveLength(1 + 400);
+    const fromScores = metricsFromScores(runDir);
     for (const c of results.cases) {
       // 100 normal training images, 10% held out; 200 test images of which 180 are other classes.
       expect(c.trainImages).toBe(90);
       expect(c.heldOutImages).toBe(10);
       expect(c.testImages).toBe(200);
       expect(c.anomalousTestImages).toBe(180);
-      for (const space of ['pretrained', 'finetuned', 'combined']) {
-        expect(c.metrics[space].auroc).toBeGreaterThanOrEqual(0);
-        expect(c.metrics[space].auroc).toBeLessThanOrEqual(1);
+      // The metrics are those of the scores written beside them, counted pair by pair.
+      for (const space of ['pretrained', 'finetuned', 'combined'] as const) {
+        const want = fromScores.get(c.caseId)![space];
+        expectClose([c.metrics[space].auroc, c.metrics[space].averagePrecision], [want.auroc, want.averagePrecision], 1e-12, `${c.caseId} ${space}`);
       }
     }
     // Even random ViT features separate trousers from the other clothes.
     expect(results.cases[0].metrics.pretrained.auroc).toBeGreaterThan(0.8);
-    const csv = readFileSync(join(runDir, 'scores.csv'), 'utf8').trim().split('\n');
-    expect(csv[0]).toBe('case,path,label,anomalous,pretrained,finetuned,combined,flagged');
-    expect(csv).toHaveLength(1 + 400);
+    // The sum combiner: each combined score is the sum of the two spaces' scores.
+    for (const c of casesOfScoresCsv(readFileSync(join(runDir, 'scores.csv'), 'utf8')).values()) {
+      expectClose(c.spaces.combined, c.spaces.pretrained.map((p, i) => p + c.spaces.finetuned[i]), 1e-12, 'combined = pretrained + finetuned');
+    }
     expect(readFileSync(join(runDir, 'report.html'), 'utf8')).toMatch(/UNTRAINED backbone/);
     expect(existsSync(join(runDir, 'cases', 'unimodal_Trouser', 'detector', 'manifest.json'))).toBe(true);
   });
 
   it('run again: finds the same run and keeps the finished cases', () => {
-    const { code, stderr } = cli(['run']);
+    const { folder } = theRun();
+    const { code, stderr } = cli(['run'], folder);
     expect(code, stderr).toBe(0);
     expect(stderr).toMatch(/unimodal\/Trouser: already done, kept/);
     expect(stderr).toMatch(/unimodal\/Bag: already done, kept/);
   });
 
-  it('eval: recomputes the metrics from scores.csv to the values of results.json', () => {
-    const out = join(work, 'eval.json');
+  it('eval: recomputes the metrics from scores.csv, equal to AUROC and AP counted by their definitions', () => {
+    const { runDir } = theRun();
+    const out = join(mkdtempSync(join(tmpdir(), 'transformaly-cli-eval-')), 'eval.json');
     const { code, stdout, stderr } = cli(['eval', join(runDir, 'scores.csv'), '--out', out]);
     expect(code, stderr).toBe(0);
     expect(stdout).toMatch(/average precision/);
     const evaluation = JSON.parse(readFileSync(out, 'utf8'));
-    const results = JSON.parse(readFileSync(join(runDir, 'results.json'), 'utf8'));
-    for (const [i, c] of results.cases.entries()) {
-      expect(evaluation.cases[i].metrics.combined.auroc).toBeCloseTo(c.metrics.combined.auroc, 12);
+    const fromScores = metricsFromScores(runDir);
+    expect(evaluation.cases.map((c: { caseId: string }) => c.caseId)).toEqual([...fromScores.keys()]);
+    for (const c of evaluation.cases) {
+      for (const space of ['pretrained', 'finetuned', 'combined'] as const) {
+        const want = fromScores.get(c.caseId)![space];
+        expectClose([c.metrics[space].auroc, c.metrics[space].averagePrecision], [want.auroc, want.averagePrecision], 1e-12, `${c.caseId} ${space}`);
+      }
     }
   });
 
   it('score: a saved detector scores new images without retraining, with the decision at the fit-time threshold', async () => {
-    const images = join(work, 'new-images');
-    mkdirSync(images, { recursive: true });
+    const { runDir } = theRun();
+    const images = mkdtempSync(join(tmpdir(), 'transformaly-cli-new-images-'));
     // Two images that are not 28x28: the checkpoint's preprocessing resizes them.
     for (const [name, colour] of [['b.png', 40], ['a.png', 200]] as const) {
       await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: colour, g: colour, b: colour } } }).png().toFile(join(images, name));
     }
-    const out = join(work, 'scored.csv');
+    const out = join(images, 'scored.csv');
     const { code, stderr } = cli(['score', '--detector', join(runDir, 'cases', 'unimodal_Trouser', 'detector'), images, '--out', out]);
     expect(code, stderr).toBe(0);
     expect(stderr).toMatch(/an UNTRAINED backbone \(random weights\)/);
     const lines = readFileSync(out, 'utf8').trim().split('\n');
     expect(lines[0]).toBe('path,pretrained,finetuned,combined,threshold,anomalous');
     expect(lines.slice(1).map((l) => l.split(',')[0])).toEqual([join(images, 'a.png'), join(images, 'b.png')]);
+    const result = JSON.parse(readFileSync(join(runDir, 'cases', 'unimodal_Trouser', 'result.json'), 'utf8'));
     for (const line of lines.slice(1)) {
-      const [, pretrained, finetuned, combined, threshold, anomalous] = line.split(',');
-      expect(Number(combined)).toBeCloseTo(Number(pretrained) + Number(finetuned), 6);
-      expect(anomalous).toBe(Number(combined) < Number(threshold) ? '1' : '0');
+      const [, pretrained, finetuned, combined, threshold, anomalous] = line.split(',').map((v, i) => (i === 0 ? v : Number(v)));
+      expectClose([combined as number], [(pretrained as number) + (finetuned as number)], 1e-12, 'combined = pretrained + finetuned');
+      // The threshold calibrated when the detector was fitted, as its run recorded it.
+      expect(threshold).toBe(result.threshold);
+      expect(anomalous).toBe((combined as number) < (threshold as number) ? 1 : 0);
     }
   });
 
@@ -155,8 +198,8 @@ describe('transformaly CLI', () => {
     const preprocessor = createPreprocessor(backbone.info.preprocess);
     for (const [row, path] of paths.entries()) {
       const { features: expected } = await backbone.forward(await preprocessor.run([await decodeImage(path)]));
-      const got = Array.from(features.data.subarray(row * 48, (row + 1) * 48));
-      got.forEach((v, j) => expect(v).toBeCloseTo(expected.data[j], 5));
+      // Batched (the CLI, 2 per batch) against one at a time: float32 sums in another order.
+      expectClose(features.data.subarray(row * 48, (row + 1) * 48), expected.data, 1e-5, `features of ${path}`);
     }
     await backbone.dispose();
     await runtime.dispose();

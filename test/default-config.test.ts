@@ -9,6 +9,8 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createPipeline, loadConfigFile, runProtocol, SilentProgress, type TransformalyConfig } from '@transformaly/core';
 import { FakeHub, sha256 } from './fixtures/hub-server.js';
 import { hfVitCheckpointFiles, VIT_B16 } from './fixtures/vit-checkpoint.js';
+import { expectClose } from './fixtures/close.js';
+import { casesOfScoresCsv, definitionAveragePrecision, pairwiseAuroc } from './fixtures/ranking.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const hub = new FakeHub();
@@ -53,7 +55,13 @@ describe('the default config', () => {
       expect(only.caseId).toBe('unimodal/Trouser');
       expect(only.trainImages + only.heldOutImages).toBe(20);
       expect(only.testImages).toBe(30);
-      for (const space of ['pretrained', 'finetuned', 'combined']) expect(Number.isFinite(only.metrics[space].auroc)).toBe(true);
+      // The reported metrics are those of the scores written beside them, counted pair by pair.
+      const scores = casesOfScoresCsv(readFileSync(join(runDir, 'scores.csv'), 'utf8')).get('unimodal/Trouser')!;
+      expect(scores.anomalous.filter(Boolean)).toHaveLength(27);
+      for (const space of ['pretrained', 'finetuned', 'combined'] as const) {
+        const want = [pairwiseAuroc(scores.spaces[space], scores.anomalous), definitionAveragePrecision(scores.spaces[space], scores.anomalous)];
+        expectClose([only.metrics[space].auroc, only.metrics[space].averagePrecision], want, 1e-12, `${space} AUROC, AP`);
+      }
       expect(existsSync(join(runDir, 'cases', 'unimodal_Trouser', 'detector', 'manifest.json'))).toBe(true);
       const manifest = JSON.parse(readFileSync(join(runDir, 'cases', 'unimodal_Trouser', 'detector', 'manifest.json'), 'utf8'));
       expect(manifest.config.distiller.options.blocks).toEqual({ last: 1 });

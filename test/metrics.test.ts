@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { auroc, averagePrecision, evaluateScores, formatTable, rocCurve, summarizeCases } from '@transformaly/core';
+import { expectClose } from './fixtures/close.js';
+import { definitionAveragePrecision, pairwiseAuroc } from './fixtures/ranking.js';
 
 interface Curve {
   fpr: number[];
@@ -30,18 +32,10 @@ const golden = JSON.parse(readFileSync(new URL('./golden/metrics/sklearn_metrics
   evaluate: GoldenEvaluate[];
 };
 
-function expectClose(actual: ArrayLike<number>, expected: number[], what: string): void {
-  expect(actual.length, `${what} length`).toBe(expected.length);
-  for (let i = 0; i < expected.length; i++) {
-    if (Math.abs(actual[i] - expected[i]) > 1e-12) {
-      throw new Error(`${what}[${i}] = ${actual[i]}, sklearn says ${expected[i]}`);
-    }
-  }
-}
-
 function expectCurve(actual: { fpr: Float64Array; tpr: Float64Array; thresholds: Float64Array }, expected: Curve, name: string) {
-  expectClose(actual.fpr, expected.fpr, `${name} fpr`);
-  expectClose(actual.tpr, expected.tpr, `${name} tpr`);
+  // Rates lie in [0, 1] and end at 1, so the relative rule is an absolute 1e-12 here.
+  expectClose(actual.fpr, expected.fpr, 1e-12, `${name} fpr`);
+  expectClose(actual.tpr, expected.tpr, 1e-12, `${name} tpr`);
   // Thresholds are scores (or max + 1), so they must match exactly.
   expect(Array.from(actual.thresholds), `${name} thresholds`).toEqual(expected.thresholds);
 }
@@ -56,8 +50,7 @@ describe('ranking metrics against scikit-learn 1.2.1', () => {
 
   for (const c of golden.cases) {
     it(`${c.name}: auroc, averagePrecision and rocCurve match`, () => {
-      expect(Math.abs(auroc(c.scores, c.positive) - c.auroc)).toBeLessThanOrEqual(1e-12);
-      expect(Math.abs(averagePrecision(c.scores, c.positive) - c.averagePrecision)).toBeLessThanOrEqual(1e-12);
+      expectClose([auroc(c.scores, c.positive), averagePrecision(c.scores, c.positive)], [c.auroc, c.averagePrecision], 1e-12, `${c.name} AUROC, AP`);
       expectCurve(rocCurve(c.scores, c.positive), c.roc, c.name);
     });
   }
@@ -67,20 +60,19 @@ describe('ranking metrics against scikit-learn 1.2.1', () => {
     const order = c.scores.map((_, i) => i).reverse();
     const scores = order.map((i) => c.scores[i]);
     const positive = order.map((i) => c.positive[i]);
-    expect(Math.abs(auroc(scores, positive) - c.auroc)).toBeLessThanOrEqual(1e-12);
-    expect(Math.abs(averagePrecision(scores, positive) - c.averagePrecision)).toBeLessThanOrEqual(1e-12);
+    expectClose([auroc(scores, positive), averagePrecision(scores, positive)], [c.auroc, c.averagePrecision], 1e-12, 'reversed AUROC, AP');
   });
 
   it('accepts typed arrays and treats -0 and +0 as one threshold', () => {
     const scores = new Float64Array([0, -0, 1, -0, 0]);
     const positive = [true, false, true, true, false];
     // Positives {1, 0, -0}, negatives {-0, 0}: pairs (1, .) win twice, the four zero ties count half.
-    expect(auroc(scores, positive)).toBeCloseTo((2 + 4 * 0.5) / 6, 15);
+    expectClose([auroc(scores, positive)], [(2 + 4 * 0.5) / 6], 1e-15, 'AUROC');
     expect(rocCurve(scores, positive).thresholds).toHaveLength(3);
   });
 
   it('orders infinite scores like any other', () => {
-    expect(auroc([Infinity, -Infinity, 0, -Infinity], [true, false, true, true])).toBeCloseTo((1 + 1 + 0.5) / 3, 15);
+    expectClose([auroc([Infinity, -Infinity, 0, -Infinity], [true, false, true, true])], [(1 + 1 + 0.5) / 3], 1e-15, 'AUROC');
     expect(rocCurve([Infinity, 1], [true, false]).thresholds[0]).toBe(Infinity);
   });
 });
@@ -115,17 +107,28 @@ describe('evaluateScores', () => {
 
   it('AUROC ranks normal first by normality; AP and ROC rank anomalies first by minus normality', () => {
     const result = evaluateScores({ normality: Float64Array.from(g.normality), anomalous: g.anomalous });
-    expect(Math.abs(result.auroc - g.auroc)).toBeLessThanOrEqual(1e-12);
-    expect(Math.abs(result.averagePrecision - g.averagePrecision)).toBeLessThanOrEqual(1e-12);
+    expectClose([result.auroc, result.averagePrecision], [g.auroc, g.averagePrecision], 1e-12, 'AUROC, AP');
     expectCurve(result.roc, g.roc, g.name);
     // The two AUROC conventions agree, and the ROC curve's area is the AUROC.
     const anomalyScores = g.normality.map((v) => -v);
-    expect(Math.abs(auroc(anomalyScores, g.anomalous) - result.auroc)).toBeLessThanOrEqual(1e-12);
+    expectClose([auroc(anomalyScores, g.anomalous)], [result.auroc], 1e-12, 'AUROC of anomaly scores');
     let area = 0;
     for (let k = 1; k < result.roc.fpr.length; k++) {
       area += ((result.roc.fpr[k] - result.roc.fpr[k - 1]) * (result.roc.tpr[k] + result.roc.tpr[k - 1])) / 2;
     }
-    expect(Math.abs(area - result.auroc)).toBeLessThanOrEqual(1e-12);
+    expectClose([area], [result.auroc], 1e-12, 'area under the ROC curve');
+  });
+
+  it("the tests' own definitional AUROC and AP (test/fixtures/ranking.ts) reproduce sklearn, so other tests may use them", () => {
+    for (const e of golden.evaluate) {
+      expectClose([pairwiseAuroc(e.normality, e.anomalous)], [e.auroc], 1e-12, `${e.name} AUROC`);
+      expectClose([definitionAveragePrecision(e.normality, e.anomalous)], [e.averagePrecision], 1e-12, `${e.name} AP`);
+    }
+    const ties = golden.cases.find((c) => c.name === 'heavy-ties')!;
+    // These cases rank positives by a higher score: as normality, that is the anomalies (positives) ranked last.
+    const negated = ties.scores.map((v) => -v);
+    expectClose([definitionAveragePrecision(negated, ties.positive)], [ties.averagePrecision], 1e-12, 'heavy ties AP');
+    expectClose([pairwiseAuroc(ties.scores, ties.positive.map((p) => !p))], [ties.auroc], 1e-12, 'heavy ties AUROC');
   });
 
   it('a perfect detector scores 1', () => {
@@ -152,9 +155,8 @@ describe('summarizeCases and formatTable', () => {
     const summary = summarizeCases(rows);
     expect(summary.columns).toEqual(['pretrained', 'finetuned', 'combined']);
     expect(summary.rows.map((r) => r.caseId)).toEqual(['unimodal/T-shirt', 'unimodal/Trouser', 'unimodal/Bag']);
-    expect(summary.mean.pretrained).toBeCloseTo(0.7, 15);
-    expect(summary.mean.finetuned).toBeCloseTo(0.8, 15);
-    expect(summary.mean.combined).toBeCloseTo(0.7333333333333333, 15);
+    const mean = summary.mean;
+    expectClose([mean.pretrained, mean.finetuned, mean.combined], [0.7, 0.8, 0.7333333333333333], 1e-15, 'column means');
   });
 
   it('formats a fixed-width table with the mean last', () => {
