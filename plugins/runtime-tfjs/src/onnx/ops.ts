@@ -133,7 +133,10 @@ const gemm: OpDef = {
     const alpha = floatAttr(node, 'alpha', 1);
     const beta = floatAttr(node, 'beta', 1);
     const c = inputs[2];
-    if (alpha === 1 && (c === undefined || beta === 1)) return tf.fused.matMul({ a, b, bias: c });
+    // The fused kernel takes only a full row of column biases ([N]); C may broadcast any other way too ([1], [M, 1],
+    // [M, N], a scalar), which goes through a plain add.
+    const columnBias = c !== undefined && beta === 1 && c.rank === 1 && c.shape[0] === b.shape[1];
+    if (alpha === 1 && (c === undefined || columnBias)) return tf.fused.matMul({ a, b, bias: c });
     let y = tf.matMul(a, b);
     if (alpha !== 1) y = tf.mul(y, alpha);
     if (c !== undefined && beta !== 0) y = tf.add(y, beta === 1 ? c : tf.mul(c, beta));
@@ -470,7 +473,10 @@ const cast: OpDef = {
     const dtype = CAST_TARGETS[to];
     if (dtype === undefined) throw new Error(`cast to ONNX element type ${to} is not supported by tfjs (float32, integers as int32, bool)`);
     const x = required(inputs, 0, 'input');
-    return x.dtype === dtype ? x.clone() : tf.cast(x, dtype);
+    if (x.dtype === dtype) return x.clone();
+    // ONNX's bool is "nonzero"; tfjs's cast to bool keeps the low byte of the truncated value (2.7 -> 2, 0.5 -> 0).
+    if (dtype === 'bool') return tf.notEqual(x, tf.scalar(0, x.dtype));
+    return tf.cast(x, dtype);
   },
 };
 
