@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readSafetensors, type Tensor } from '@transformaly/core';
 import { OnnxRuntime } from '@transformaly/runtime-onnx';
 import { loadVitBackbone, type VitBackboneOptions } from '@transformaly/backbone-vit';
+import { expectClose } from './fixtures/close.js';
 
 const GOLDEN = join(import.meta.dirname, 'golden', 'vit');
 const runtime = new OnnxRuntime({ threads: 1 });
@@ -16,17 +17,6 @@ async function reference(file: string) {
   return { metadata, tensor, names: Object.keys(arrays) };
 }
 
-/** max|ours - ref| / max|ref| */
-function relativeError(ours: Float32Array, ref: Float32Array): number {
-  expect(ours.length).toBe(ref.length);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < ref.length; i++) {
-    diff = Math.max(diff, Math.abs(ours[i] - ref[i]));
-    scale = Math.max(scale, Math.abs(ref[i]));
-  }
-  return diff / scale;
-}
 
 const CASES: Array<{ arch: 'a' | 'b'; layout: 'hf' | 'timm'; dtype: string; options: Partial<VitBackboneOptions> }> = [
   { arch: 'a', layout: 'hf', dtype: 'F32', options: {} },
@@ -59,12 +49,12 @@ describe('ViT parity with torchvision', () => {
         const out = await backbone.forward(ref.tensor('pixels'), { taps: Array.from({ length: depth }, (_, i) => i) });
         const features = ref.tensor('features');
         expect([out.features.rows, out.features.cols]).toEqual(features.dims);
-        expect(relativeError(out.features.data as Float32Array, features.data)).toBeLessThanOrEqual(1e-4);
+        expectClose(out.features.data, features.data, 1e-4, 'features');
         for (let i = 0; i < depth; i++) {
           const tap = out.taps.get(i)!;
           expect(tap.input.dims).toEqual(ref.tensor(`hidden_${i}`).dims);
-          expect(relativeError(tap.input.data, ref.tensor(`hidden_${i}`).data)).toBeLessThanOrEqual(1e-4);
-          expect(relativeError(tap.output.data, ref.tensor(`hidden_${i + 1}`).data)).toBeLessThanOrEqual(1e-4);
+          expectClose(tap.input.data, ref.tensor(`hidden_${i}`).data, 1e-4, `block ${i} input`);
+          expectClose(tap.output.data, ref.tensor(`hidden_${i + 1}`).data, 1e-4, `block ${i} output`);
         }
       } finally {
         await backbone.dispose();
@@ -80,9 +70,9 @@ describe('ViT parity with torchvision', () => {
       expect(backbone.info.tokens).toBe(5 * 6 + 1);
       expect(backbone.info.preprocess.size).toEqual([40, 48]);
       const out = await backbone.forward(ref.tensor('pixels'), { taps: [0, 2] });
-      expect(relativeError(out.features.data as Float32Array, ref.tensor('features').data)).toBeLessThanOrEqual(1e-4);
-      expect(relativeError(out.taps.get(0)!.input.data, ref.tensor('hidden_0').data)).toBeLessThanOrEqual(1e-4);
-      expect(relativeError(out.taps.get(2)!.output.data, ref.tensor('hidden_3').data)).toBeLessThanOrEqual(1e-4);
+      expectClose(out.features.data, ref.tensor('features').data, 1e-4, 'features');
+      expectClose(out.taps.get(0)!.input.data, ref.tensor('hidden_0').data, 1e-4, 'block 0 input');
+      expectClose(out.taps.get(2)!.output.data, ref.tensor('hidden_3').data, 1e-4, 'block 2 output');
     } finally {
       await backbone.dispose();
     }

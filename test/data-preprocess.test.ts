@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createPreprocessor, type PreprocessSpec, type Resample, type RgbImage } from '@transformaly/core';
+import { expectClose } from './fixtures/close.js';
 
 interface GoldenImage {
   height: number;
@@ -36,12 +37,6 @@ function planesToHwc(data: Float32Array, height: number, width: number, n = 0): 
   return out;
 }
 
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
-  return max;
-}
 
 describe('resize matches Pillow (float images)', () => {
   it.each(golden.cases.map((c) => [`${c.input} -> ${c.height}x${c.width} ${c.resample}`, c] as const))(
@@ -51,7 +46,7 @@ describe('resize matches Pillow (float images)', () => {
       const pre = createPreprocessor(spec([c.height, c.width], c.resample));
       const out = await pre.run([input]);
       expect(out.dims).toEqual([1, 3, c.height, c.width]);
-      expect(maxAbsDiff(planesToHwc(out.data, c.height, c.width), c.data)).toBeLessThanOrEqual(1e-4);
+      expectClose(planesToHwc(out.data, c.height, c.width), c.data, 1e-4, 'resized image');
     },
   );
 
@@ -64,7 +59,7 @@ describe('resize matches Pillow (float images)', () => {
     const pre = createPreprocessor(spec([16, 16], 'bicubic'));
     const out = await pre.run([already, noise, already]);
     expect(out.dims).toEqual([3, 3, 16, 16]);
-    expect(maxAbsDiff(planesToHwc(out.data, 16, 16, 1), target.data)).toBeLessThanOrEqual(1e-4);
+    expectClose(planesToHwc(out.data, 16, 16, 1), target.data, 1e-4, 'resized noise');
     // An image already at the target size passes through untouched.
     expect(Array.from(planesToHwc(out.data, 16, 16, 0))).toEqual(Array.from(already.data));
     expect(Array.from(planesToHwc(out.data, 16, 16, 2))).toEqual(Array.from(already.data));
@@ -87,7 +82,7 @@ describe('normalisation', () => {
       (0.9 - mean[2]) / std[2],
       (0.6 - mean[2]) / std[2],
     ];
-    expect(maxAbsDiff(out.data, expected)).toBeLessThan(1e-6);
+    expectClose(out.data, expected, 1e-6, 'normalised pixels');
   });
 
   it('normalises after resizing: a constant image stays constant under every filter', async () => {
@@ -100,9 +95,7 @@ describe('normalisation', () => {
       const out = await createPreprocessor(spec([5, 20], resample, [0.5, 0.5, 0.5], [0.5, 0.25, 0.125])).run([image]);
       const plane = 5 * 20;
       const want = [(0.25 - 0.5) / 0.5, (0.5 - 0.5) / 0.25, (0.75 - 0.5) / 0.125];
-      for (let c = 0; c < 3; c++) {
-        for (let p = 0; p < plane; p++) expect(out.data[c * plane + p]).toBeCloseTo(want[c], 5);
-      }
+      expectClose(out.data, want.flatMap((v) => new Array(plane).fill(v)), 1e-6, `${resample}: constant planes`);
     }
   });
 

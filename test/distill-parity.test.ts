@@ -1,7 +1,7 @@
 // End-to-end parity of the fine-tuned feature space with a PyTorch implementation of the same method
 // (scripts/golden/torch_transformaly.py, Debian's torch 1.13 and scikit-learn 1.2.1): the project runs through its
 // composition root on the same Fashion-MNIST subset, teacher and initial students, and must reproduce the script's
-// held-out split, batch order, per-epoch training losses (1e-4 relative) and AUROCs (2e-5), in both protocols.
+// held-out split, batch order, per-epoch training losses (1e-5 relative) and AUROCs (2e-5), in both protocols.
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -172,12 +172,10 @@ describe.each(['unimodal', 'multimodal'] as const)('parity with PyTorch, %s prot
         const distiller = detector.parts.distiller as TransformalyDistiller;
         expect(distiller.blocks).toEqual(golden.blocks);
         const history = distiller.history!;
+        // Measured: within 5e-7 of torch's (float32 sums in another order); 1e-5 leaves room for other CPUs' kernels.
         for (let epoch = 0; epoch < golden.epochs; epoch++) {
-          for (let b = 0; b < golden.blocks.length; b++) {
-            const what = `${c.id} block ${golden.blocks[b]} epoch ${epoch + 1}`;
-            expect(Math.abs(history.train[epoch][b] / g.trainLoss[epoch][b] - 1), `${what} training loss`).toBeLessThan(1e-4);
-            expect(Math.abs(history.validation[epoch][b]! / g.heldOutLoss[epoch][b] - 1), `${what} held-out loss`).toBeLessThan(1e-4);
-          }
+          expectClose(history.train[epoch], g.trainLoss[epoch], 1e-5, `${c.id} epoch ${epoch + 1} training losses (blocks ${golden.blocks})`);
+          expectClose(history.validation[epoch] as number[], g.heldOutLoss[epoch], 1e-5, `${c.id} epoch ${epoch + 1} held-out losses`);
         }
         expect(distiller.bestEpochs, `${c.id} best epochs`).toEqual(g.bestEpochs);
         // Measured: equal to 1e-15, but for one pair of test images (of 300 x 600) that the fine-tuned space of

@@ -134,7 +134,7 @@ describe('student initialisation', () => {
       // The largest draw of thousands reaches the bound: this fails if the bound were that of another shape.
       expect(max, `${what} reaches its bound`).toBeGreaterThan(0.99 * bound);
       expect(Math.abs(sum / n), `${what} mean`).toBeLessThan((4 * bound) / Math.sqrt(3 * n));
-      expect(Math.sqrt(sq / n) / (bound / Math.sqrt(3)), `${what} std over that of U(-b, b)`).toBeCloseTo(1, 1);
+      expectClose([Math.sqrt(sq / n)], [bound / Math.sqrt(3)], 0.05, `${what} std against that of U(-b, b)`);
     };
     const qkv = w['attn.qkv.weight'];
     expect(qkv.dims).toEqual([3 * d, d]);

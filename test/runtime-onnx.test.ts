@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOKENS, initStudentWeights } from '@transformaly/core';
 import type { ProgressReporter, ProgressTask, Runtime, Tensor } from '@transformaly/core';
 import runtimePlugin, { CUDA_INSTALL_COMMAND, OnnxRuntime, ortSessionOptions, plugin, resolveSessionSettings, runBatched } from '@transformaly/runtime-onnx';
+import { expectClose } from './fixtures/close.js';
 
 const { onnx } = onnxProto;
 
@@ -92,10 +93,6 @@ function input(rows: number): Tensor {
   return { dims: [rows, 2], data };
 }
 
-function expectClose(actual: Float32Array, expected: Float32Array): void {
-  expect(actual.length).toBe(expected.length);
-  for (let i = 0; i < expected.length; i++) expect(actual[i]).toBeCloseTo(expected[i], 5);
-}
 
 /** The float32 values of `bytes`, each multiplied by `k`, as bytes again. */
 function scaled(bytes: Uint8Array, k: number): Uint8Array {
@@ -127,12 +124,12 @@ describe('OnnxRuntime on the CPU', () => {
     expect(Object.keys(all).sort()).toEqual(['y', 'z']);
     expect(all.y.dims).toEqual([5, 3]);
     expect(all.y.data).toBeInstanceOf(Float32Array);
-    expectClose(all.y.data, ref.y);
-    expectClose(all.z.data, ref.z);
+    expectClose(all.y.data, ref.y, 1e-6, 'y');
+    expectClose(all.z.data, ref.z, 1e-6, 'z');
 
     const onlyZ = await session.run({ x }, ['z']);
     expect(Object.keys(onlyZ)).toEqual(['z']);
-    expectClose(onlyZ.z.data, ref.z);
+    expectClose(onlyZ.z.data, ref.z, 1e-6, 'z');
 
     const restricted = await runtime.createSession({ bytes: buildModel() }, { outputs: ['y'] });
     expect(Object.keys(await restricted.run({ x }))).toEqual(['y']);
@@ -155,7 +152,7 @@ describe('OnnxRuntime on the CPU', () => {
     const inter = await new OnnxRuntime({ threads: 1, interOpThreads: 3 }).createSession(model);
     expect(threadCount() - before).toBe(3 + 2);
     const x = input(3);
-    expectClose((await inter.run({ x })).y.data, reference(x.data, 3).y);
+    expectClose((await inter.run({ x })).y.data, reference(x.data, 3).y, 1e-6, 'y');
     for (const s of [warm, one, four, inter]) await s.dispose();
     expect(threadCount()).toBe(before);
   });
@@ -246,7 +243,7 @@ describe('OnnxRuntime on the CPU', () => {
         expectedTripled[i * 3 + j] = Math.max(0, 3 * (x.data[i * 2] * W[j] + x.data[i * 2 + 1] * W[3 + j] + B[j]));
       }
     }
-    expectClose(tripled.y.data, expectedTripled);
+    expectClose(tripled.y.data, expectedTripled, 1e-6, 'y');
 
     // Without the side file the load fails with onnxruntime's reason, not silently.
     await rm(join(weightsDir, 'weights.bin'));
@@ -263,8 +260,8 @@ describe('OnnxRuntime on the CPU', () => {
       const out = await runBatched(session, { x }, batch);
       expect(out.y.dims).toEqual([11, 3]);
       expect(out.z.dims).toEqual([11, 2]);
-      expectClose(out.y.data, ref.y);
-      expectClose(out.z.data, ref.z);
+      expectClose(out.y.data, ref.y, 1e-6, 'y');
+      expectClose(out.z.data, ref.z, 1e-6, 'z');
     }
     const onlyY = await runBatched(session, { x }, 3, ['y']);
     expect(Object.keys(onlyY)).toEqual(['y']);
@@ -293,7 +290,7 @@ describe('CUDA', () => {
       const session = await runtime.createSession({ bytes: buildModel() });
       expect(runtime.device).toBe('cuda');
       const x = input(4);
-      expectClose((await session.run({ x })).y.data, reference(x.data, 4).y);
+      expectClose((await session.run({ x })).y.data, reference(x.data, 4).y, 1e-6, 'y');
       await runtime.dispose();
       return;
     }
@@ -313,7 +310,7 @@ describe('CUDA', () => {
     const runtime = new OnnxRuntime({ device: 'cuda', allowCpuFallback: true, threads: 1, progress });
     const session = await runtime.createSession({ bytes: buildModel() });
     const x = input(4);
-    expectClose((await session.run({ x })).y.data, reference(x.data, 4).y);
+    expectClose((await session.run({ x })).y.data, reference(x.data, 4).y, 1e-6, 'y');
     if (providerInstalled) {
       expect(runtime.device).toBe('cuda');
       expect(progress.warnings).toEqual([]);
@@ -348,7 +345,7 @@ describe('plugin', () => {
     expect(runtime.threads).toBe(1);
     const session = await runtime.createSession({ bytes: buildModel() });
     const x = input(2);
-    expectClose((await session.run({ x })).z.data, reference(x.data, 2).z);
+    expectClose((await session.run({ x })).z.data, reference(x.data, 2).z, 1e-6, 'z');
     if (runtime.device === 'cpu') expect(progress.warnings.join('\n')).toContain(CUDA_INSTALL_COMMAND);
     await runtime.dispose();
   });

@@ -11,6 +11,7 @@ import { loadVitBackbone, type VitBackboneOptions } from '@transformaly/backbone
 import { OnnxRuntime } from '@transformaly/runtime-onnx';
 import { TfjsRuntime } from '@transformaly/runtime-tfjs';
 import { operatorGraph } from './fixtures/onnx-operators.js';
+import { expectClose } from './fixtures/close.js';
 
 const GOLDEN = join(import.meta.dirname, 'golden', 'vit');
 
@@ -25,17 +26,6 @@ function capture(): Captured {
   return { infos, warns, task: () => ({ tick() {}, done() {} }), info: (m) => void infos.push(m), warn: (m) => void warns.push(m) };
 }
 
-/** max |ours - ref| / max |ref| */
-function relativeError(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
-  expect(ours.length).toBe(ref.length);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < ref.length; i++) {
-    diff = Math.max(diff, Math.abs(ours[i] - ref[i]));
-    scale = Math.max(scale, Math.abs(ref[i]));
-  }
-  return diff / scale;
-}
 
 function randomTensor(dims: number[], seed: number): Tensor {
   const rng = new Rng(seed);
@@ -103,7 +93,7 @@ describe('backend selection', () => {
       // The next run on the wasm runtime switches the process-wide engine back.
       const onWasm = await (await tfjs.createSession(model)).run({ x });
       expect(tf.getBackend()).toBe(tfjs.backend!.name);
-      expect(relativeError(onCpu.y.data, onWasm.y.data)).toBeLessThan(1e-6);
+      expectClose(onCpu.y.data, onWasm.y.data, 1e-6, 'cpu against wasm');
     } finally {
       await cpu.dispose();
     }
@@ -145,13 +135,13 @@ describe('ViT backbone on tfjs against onnxruntime', () => {
         const want = await reference.forward(pixels, { taps });
         const got = await ours.forward(pixels, { taps });
         expect([got.features.rows, got.features.cols]).toEqual([want.features.rows, want.features.cols]);
-        expect(relativeError(got.features.data, want.features.data)).toBeLessThanOrEqual(1e-4);
+        expectClose(got.features.data, want.features.data, 1e-4, 'features');
         for (const i of taps) {
           const a = got.taps.get(i)!;
           const b = want.taps.get(i)!;
           expect(a.input.dims).toEqual(b.input.dims);
-          expect(relativeError(a.input.data, b.input.data), `block ${i} input`).toBeLessThanOrEqual(1e-4);
-          expect(relativeError(a.output.data, b.output.data), `block ${i} output`).toBeLessThanOrEqual(1e-4);
+          expectClose(a.input.data, b.input.data, 1e-4, `block ${i} input`);
+          expectClose(a.output.data, b.output.data, 1e-4, `block ${i} output`);
         }
       } finally {
         await Promise.all([reference.dispose(), ours.dispose()]);
@@ -194,7 +184,7 @@ describe('ONNX operators', () => {
     const session = await tfjs.createSession(model);
     const got = await session.run({ x });
     expect(got.y.dims).toEqual(want.y.dims);
-    expect(relativeError(got.y.data, want.y.data)).toBeLessThan(1e-4);
+    expectClose(got.y.data, want.y.data, 1e-4, 'y');
     await session.dispose();
   });
 

@@ -56,7 +56,7 @@ describe('GmmScorer against scikit-learn', () => {
     const scorer = new GmmScorer({ components: 3, init: { means: g.means, weights: g.weights, precisions: g.precisions }, maxIter: g.max_iter, tol: g.tol });
     await scorer.fit(fromRows(golden.train));
     expect(scorer.fitInfo).toEqual({ lowerBound: expect.any(Number), nIter: g.n_iter, converged: g.converged });
-    expect(Math.abs(scorer.fitInfo!.lowerBound - g.lower_bound)).toBeLessThan(1e-9);
+    expectClose([scorer.fitInfo!.lowerBound], [g.lower_bound], 1e-10, 'lower bound');
     const state = scorer.exportState();
     expectMatchesSklearn(state.arrays.weights.data, g.weights_fitted, 'weights');
     expectMatchesSklearn(state.arrays.means.data, g.means_fitted.flat(), 'means');

@@ -3,6 +3,7 @@ import { Container } from 'inversify';
 import { describe, expect, it } from 'vitest';
 import { TOKENS, createMatrix, createRng, fromRows, type DensityScorer } from '@transformaly/core';
 import defaultPlugin, { KnnScorer, plugin } from '@transformaly/scorer-knn';
+import { expectClose } from './fixtures/close.js';
 
 interface KnnGolden {
   train: number[][];
@@ -13,13 +14,7 @@ interface KnnGolden {
 
 const golden = JSON.parse(readFileSync(new URL('./golden/scorers/knn.json', import.meta.url), 'utf8')) as KnnGolden;
 
-function expectMatchesSklearn(ours: Float64Array, sklearn: number[]): void {
-  expect(ours.length).toBe(sklearn.length);
-  const scale = Math.max(...sklearn.map(Math.abs));
-  let worst = 0;
-  for (let i = 0; i < ours.length; i++) worst = Math.max(worst, Math.abs(ours[i] - sklearn[i]));
-  expect(worst).toBeLessThanOrEqual(1e-6 * scale);
-}
+const expectMatchesSklearn = (ours: Float64Array, sklearn: number[]) => expectClose(ours, sklearn, 1e-6, 'scores');
 
 describe('KnnScorer against scikit-learn', () => {
   for (const k of [2, 5] as const) {
@@ -89,7 +84,7 @@ describe('KnnScorer state, degenerate data and errors', () => {
         dists.push(Math.sqrt(s));
       }
       dists.sort((a, b) => a - b);
-      expect(scores[q]).toBeCloseTo(-(dists[0] + dists[1] + dists[2]) / 3, 12);
+      expectClose([scores[q]], [-(dists[0] + dists[1] + dists[2]) / 3], 1e-12, `query ${q}`);
     }
   });
 });

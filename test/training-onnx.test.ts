@@ -114,7 +114,7 @@ for (const block of ['a', 'b']) {
       expectClose(d, g.get('discrepancy').data, 1e-5, 'discrepancy');
       // Equal images' discrepancies average to the loss.
       const { loss } = await t.lossAndGradients(input, target);
-      expect(d.reduce((a, b) => a + b, 0) / d.length).toBeCloseTo(loss, 5);
+      expectClose([d.reduce((a, b) => a + b, 0) / d.length], [loss], 1e-5, 'mean discrepancy against the loss');
     });
   });
 }
