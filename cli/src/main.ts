@@ -7,6 +7,8 @@ import { fitCommand } from './commands/fit.js';
 import { pluginsCommand } from './commands/plugins.js';
 import { runCommand } from './commands/run.js';
 import { scoreCommand, type ScoreOptions } from './commands/score.js';
+import { workerCommand, type WorkerCommandOptions } from './commands/worker.js';
+import type { RunCommandOptions } from './commands/run.js';
 
 const progress = new ConsoleProgress();
 const abort = new AbortController();
@@ -16,6 +18,20 @@ const positiveInt = (name: string) => (value: string) => {
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got "${value}"`);
   return n;
 };
+const positiveSeconds = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number of seconds, got "${value}"`);
+  return n;
+};
+const repeatable = (value: string, list: string[] = []) => [...list, value];
+/** The options `run` and `score` share for spreading their work over queue workers (docs/Reference/Distributed.md). */
+const queueFlags = (command: Command, what: string) =>
+  command
+    .option('--queue <url>', `spread the ${what} over workers through the BullMQ queue at this Redis (redis://HOST:PORT[/DB], rediss:// for TLS)`)
+    .option('--queue-name <name>', 'the queue in that Redis (default "transformaly"); the workers must take the same')
+    .option('--attempts <n>', `with --queue: attempts per job before it is reported as failed (default 3)`, positiveInt('--attempts'))
+    .option('--retry-delay <seconds>', 'with --queue: delay before the first retry of a failed job, doubled at each further one (default 30)', positiveSeconds('--retry-delay'));
+
 const triple = (name: string) => (value: string): [number, number, number] => {
   const parts = value.split(',').map(Number);
   if (parts.length !== 3 || parts.some((p) => !Number.isFinite(p))) throw new InvalidArgumentError(`${name} must be three numbers r,g,b, got "${value}"`);
@@ -55,13 +71,15 @@ const program = new Command('transformaly')
   .version(version)
   .showHelpAfterError();
 
-program
-  .command('run')
-  .description('fit, score and evaluate every protocol case of the config; writes results/<run-id>/')
-  .option('-c, --config <file>', 'config file (default: transformaly.config.* in the current folder)')
-  .option('--run-id <id>', 'name of the run folder (default: derived from the resolved config)')
-  .option('--force', 'recompute the cases of the run folder that were computed with other settings, instead of refusing')
-  .action(action((options: { config?: string; runId?: string; force?: boolean }) => runCommand(options, progress, abort.signal)));
+queueFlags(
+  program
+    .command('run')
+    .description('fit, score and evaluate every protocol case of the config; writes results/<run-id>/')
+    .option('-c, --config <file>', 'config file (default: transformaly.config.* in the current folder)')
+    .option('--run-id <id>', 'name of the run folder (default: derived from the resolved config)')
+    .option('--force', 'recompute the cases of the run folder that were computed with other settings, instead of refusing'),
+  'cases',
+).action(action((options: RunCommandOptions) => runCommand(options, progress, abort.signal)));
 
 program
   .command('fit')
@@ -73,15 +91,30 @@ program
   .addOption(new Option('--resume').hideHelp())
   .action(action((options: { config?: string; out?: string; restart?: boolean }) => fitCommand(options, progress, abort.signal)));
 
+queueFlags(
+  program
+    .command('score')
+    .description('score images with a saved detector (no retraining)')
+    .argument('<inputs...>', 'image files or folders')
+    .requiredOption('-d, --detector <dir>', 'detector folder written by fit or run')
+    .option('-o, --out <file>', 'CSV file to write (default: stdout)')
+    .option('--max-pixels <n>', `refuse images with more pixels than this (default ${DEFAULT_MAX_PIXELS})`, positiveInt('--max-pixels'))
+    .option('--plugin <name=path>', 'a plugin the detector names, from this file (repeatable; for a plugin that moved or was given in code)', repeatable)
+    .option('--shard-size <n>', 'with --queue: images per job, rounded up to whole batches (default 8 batches)', positiveInt('--shard-size')),
+  'images',
+).action(action((inputs: string[], options: ScoreOptions) => scoreCommand(inputs, options, progress, abort.signal)));
+
 program
-  .command('score')
-  .description('score images with a saved detector (no retraining)')
-  .argument('<inputs...>', 'image files or folders')
-  .requiredOption('-d, --detector <dir>', 'detector folder written by fit or run')
-  .option('-o, --out <file>', 'CSV file to write (default: stdout)')
-  .option('--max-pixels <n>', `refuse images with more pixels than this (default ${DEFAULT_MAX_PIXELS})`, positiveInt('--max-pixels'))
-  .option('--plugin <name=path>', 'a plugin the detector names, from this file (repeatable; for a plugin that moved or was given in code)', (value: string, list: string[] = []) => [...list, value])
-  .action(action((inputs: string[], options: ScoreOptions) => scoreCommand(inputs, options, progress)));
+  .command('worker')
+  .description('take the jobs of "run --queue" and "score --queue" from a Redis queue and run them, until stopped (docs/Reference/Distributed.md)')
+  .requiredOption('--queue <url>', 'the Redis of the queue (redis://HOST:PORT[/DB], rediss:// for TLS); only trusted producers may reach it')
+  .option('--queue-name <name>', 'the queue in that Redis (default "transformaly")')
+  .option('--concurrency <n>', 'jobs run at once (default 1)', positiveInt('--concurrency'))
+  .option('--name <name>', 'what the coordinator and dashboards call this worker (default HOST:PID)')
+  .option('--allow-plugins <dir>', 'run plugin files named by jobs only from this folder (repeatable; default: no plugin files, only built-ins and installed packages)', repeatable)
+  .option('--lock-duration <seconds>', "how long a job's lock lasts without renewal: a dead worker's job is taken over after about this (default 120)", positiveSeconds('--lock-duration'))
+  .option('--stalled-interval <seconds>', 'how often this worker looks for the jobs of dead workers (default 60)', positiveSeconds('--stalled-interval'))
+  .action(action((options: WorkerCommandOptions) => workerCommand(options, progress, abort.signal)));
 
 program
   .command('embed')

@@ -25,7 +25,7 @@ export { defineConfig, loadConfigFile, ConfigFileError, CONFIG_FILE_NAMES } from
 export { ConfigError, type ConfigIssue, compileSchema } from './config/validate.js';
 export { resolveConfig, CONFIG_DEFAULTS, STAGE_SLOTS } from './config/resolve.js';
 export { coreConfigSchema } from './config/schema.js';
-export { loadPlugin, locatePlugin, PluginError, PLUGIN_ALIASES } from './plugins/loader.js';
+export { loadPlugin, locatePlugin, isPathReference, PluginError, PLUGIN_ALIASES } from './plugins/loader.js';
 export { BUILTIN_PLUGINS } from './plugins/builtins.js';
 export { createPipeline, createPipelineFromFile, Pipeline, type PipelineOptions } from './pipeline/compose.js';
 export {
@@ -41,6 +41,11 @@ export {
 export { openDetector, type OpenDetectorOptions, type OpenedDetector } from './pipeline/open.js';
 export {
   runProtocol,
+  prepareRun,
+  runCases,
+  runCase,
+  isCaseDone,
+  assembleRunResults,
   runIdOf,
   runDirOf,
   caseFolderName,
@@ -48,11 +53,14 @@ export {
   RunConflictError,
   type CaseResult,
   type CaseSettings,
+  type FailedCase,
+  type RunCase,
   type RunOptions,
   type RunResults,
 } from './pipeline/run.js';
 export {
   SCORES_CSV_HEADER,
+  DETECTOR_SCORES_CSV_HEADER,
   SCORE_SPACES,
   caseScoresCsv,
   csvField,

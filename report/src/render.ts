@@ -54,7 +54,7 @@ ${results.untrainedBackbone ? untrainedBanner() : ''}
 <h1>Transformaly run <code>${esc(results.runId)}</code></h1>
 ${runMeta(results)}
 </header>
-<section id="summary">
+${failedSection(results)}<section id="summary">
 <h2>Results</h2>
 <div class="tables">
 ${summaryTable(results.auroc, 'AUROC (%)', 'auroc', anchors)}
@@ -96,9 +96,28 @@ function runMeta(results: RunResults): string {
     const classes = Array.isArray(protocol.classes) ? protocol.classes.join(', ') : protocol.classes;
     rows.push(['protocol', `${esc(protocol.mode)}; classes: ${esc(classes)}`]);
   }
-  rows.push(['cases', String(results.cases.length)]);
+  const failed = results.failed?.length ?? 0;
+  rows.push(['cases', failed ? `${results.cases.length} finished, <strong>${failed} failed</strong>` : String(results.cases.length)]);
   rows.push(['fit + score time', esc(formatDuration(totalSeconds))]);
   return `<dl class="meta">${rows.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join('')}</dl>`;
+}
+
+/** The cases a distributed run could not compute: listed with their errors, left out of every table and mean. */
+function failedSection(results: RunResults): string {
+  const failed = results.failed ?? [];
+  if (failed.length === 0) return '';
+  const rows = failed.map((f) => `<tr><td class="text">${esc(f.caseId)}</td><td>${f.attempts}</td><td class="text"><code>${esc(f.error)}</code></td></tr>`);
+  return `<section id="failed">
+<h2>Failed cases</h2>
+<div class="scroll"><table class="cases">
+<thead><tr><th>case</th><th>attempts</th><th class="text">error of the last attempt</th></tr></thead>
+<tbody>
+${rows.join('\n')}
+</tbody>
+</table></div>
+<p class="note">These cases have no results: the tables and means below are over the finished cases only.</p>
+</section>
+`;
 }
 
 function spaceHeader(column: string): string {

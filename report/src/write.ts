@@ -109,6 +109,15 @@ export function checkRunResults(value: unknown, file = 'results.json'): RunResul
     object(t.mean, `${table}.mean`);
     for (const c of t.columns as string[]) num((t.mean as Record<string, unknown>)[c], `${table}.mean.${c}`);
   }
+  if (r.failed !== undefined) {
+    array(r.failed, 'failed');
+    (r.failed as unknown[]).forEach((f, i) => {
+      object(f, `failed[${i}]`);
+      string((f as Record<string, unknown>).caseId, `failed[${i}].caseId`);
+      string((f as Record<string, unknown>).error, `failed[${i}].error`);
+      num((f as Record<string, unknown>).attempts, `failed[${i}].attempts`);
+    });
+  }
   object(r.config, 'config');
   object(r.packages, 'packages');
   for (const [name, version] of Object.entries(r.packages as Record<string, unknown>)) string(version, `packages.${name}`);

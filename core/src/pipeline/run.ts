@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setupDifference } from '../distill/checkpoint.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { reasonOf, writeFileAtomic } from '../io/atomic.js';
 import { ensureWritableFolder, removeStaleTemps } from '../io/folders.js';
 import { checkSafeName, resolveInside } from '../io/paths.js';
 import { evaluateScores, formatTable, summarizeCases, type CaseSummary } from '../metrics/index.js';
@@ -33,7 +33,10 @@ export interface RunResults {
   backbone: { id: string; sha256: string };
   /** The runtime that ran the backbone: name, device, threads, and what its `describe()` adds (absent in older runs). */
   runtime?: JsonObject;
+  /** The finished cases, in the protocol's order. */
   cases: CaseResult[];
+  /** The cases that could not be computed, with their errors (a distributed run goes on without them; absent in older runs). */
+  failed?: FailedCase[];
   /** AUROC per case and space, with the mean row, as in the paper's tables. */
   auroc: CaseSummary;
   averagePrecision: CaseSummary;
@@ -68,6 +71,7 @@ export class RunConflictError extends Error {
 }
 
 const SETTINGS_FILE = 'settings.json';
+const RESULT_FILE = 'result.json';
 
 /** A run id derived from the resolved config, so that the same config finds its earlier run. */
 export function runIdOf(config: ResolvedConfig): string {
@@ -111,7 +115,7 @@ async function settingsChange(caseDir: string, now: CaseSettings): Promise<strin
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return `its ${SETTINGS_FILE} cannot be read (${(error as Error).message})`;
     // Written by a version that kept no settings: only a finished case is at stake (a checkpoint checks its own).
-    return existsSync(join(caseDir, 'result.json')) ? `it was computed by an earlier version of Transformaly that did not record its settings` : undefined;
+    return existsSync(join(caseDir, RESULT_FILE)) ? `it was computed by an earlier version of Transformaly that did not record its settings` : undefined;
   }
   if (saved?.hash === now.hash) return undefined;
   const configChange = setupDifference((saved?.config ?? null) as JsonValue, now.config);
@@ -124,13 +128,52 @@ async function settingsChange(caseDir: string, now: CaseSettings): Promise<strin
   return `its ${SETTINGS_FILE} does not match its own contents`;
 }
 
+/** One case of a run: its protocol case, where its outputs go, and the settings its results depend on. */
+export interface RunCase {
+  protocolCase: ProtocolCase;
+  /** 0-based position among the run's cases, and their number: for progress lines. */
+  index: number;
+  total: number;
+  /** `<runDir>/cases/<case>`: settings.json, the fitted detector, scores.csv, and result.json written last. */
+  caseDir: string;
+  /** `<runDir>/checkpoints/<case>`: the distiller's per-epoch checkpoint while the case is being fitted. */
+  checkpointDir: string;
+  settings: CaseSettings;
+}
+
+/** A case that could not be computed, as `results.json` reports it. */
+export interface FailedCase {
+  caseId: string;
+  /** The error of its last attempt. */
+  error: string;
+  attempts: number;
+}
+
+/** Every protocol case of the config, with its folders under `runDir` and its settings. Reads no folder. */
+export async function runCases(pipeline: Pipeline, runDir: string): Promise<RunCase[]> {
+  const cases = await pipeline.cases();
+  return cases.map((protocolCase, index) => ({
+    protocolCase,
+    index,
+    total: cases.length,
+    caseDir: resolveInside(runDir, 'cases', caseFolderName(protocolCase.id)),
+    checkpointDir: resolveInside(runDir, 'checkpoints', caseFolderName(protocolCase.id)),
+    settings: caseSettings(pipeline.config, protocolCase),
+  }));
+}
+
+/** Whether the case's results are in its folder (`result.json` is written last). */
+export function isCaseDone(runCase: RunCase): boolean {
+  return existsSync(join(runCase.caseDir, RESULT_FILE));
+}
+
 /**
- * Fits and scores every protocol case of the config, writing `results.json`, `scores.csv` and the fitted detector
- * of each case under `runDir`. A case whose results are already there, computed with the same settings, is kept,
- * so an interrupted run resumes; a case computed with other settings is refused (or recomputed with `force`).
+ * Gets the run folder ready for the config's cases: creates it, checks that every case already there was computed
+ * with this config's settings (all cases before any is fitted, so a conflict is reported at once, not hours into the
+ * run), and with `force` removes the cases whose settings changed. Returns every case of the run.
  */
-export async function runProtocol(pipeline: Pipeline, options: RunOptions): Promise<RunResults> {
-  const { runDir, signal, force = false } = options;
+export async function prepareRun(pipeline: Pipeline, options: Omit<RunOptions, 'signal'>): Promise<RunCase[]> {
+  const { runDir, force = false } = options;
   const progress = pipeline.progress;
   await ensureWritableFolder(runDir, 'run folder');
   await removeStaleTemps(runDir);
@@ -138,45 +181,50 @@ export async function runProtocol(pipeline: Pipeline, options: RunOptions): Prom
   if (backbone.info.untrained) {
     progress.warn(`the backbone ${backbone.info.id} has random weights: every result of this run is from an UNTRAINED model`);
   }
-  const cases = (await pipeline.cases()).map((protocolCase) => ({
-    protocolCase,
-    caseDir: resolveInside(runDir, 'cases', caseFolderName(protocolCase.id)),
-    checkpointDir: resolveInside(runDir, 'checkpoints', caseFolderName(protocolCase.id)),
-    settings: caseSettings(pipeline.config, protocolCase),
-  }));
-  // Every case is checked before any is fitted: a conflict is reported now, not hours into the run.
-  const changed: { id: string; caseDir: string; checkpointDir: string; change: string }[] = [];
-  for (const { protocolCase, caseDir, checkpointDir, settings } of cases) {
-    const change = await settingsChange(caseDir, settings);
-    if (change) changed.push({ id: protocolCase.id, caseDir, checkpointDir, change });
+  const cases = await runCases(pipeline, runDir);
+  const changed: { runCase: RunCase; change: string }[] = [];
+  for (const runCase of cases) {
+    const change = await settingsChange(runCase.caseDir, runCase.settings);
+    if (change) changed.push({ runCase, change });
   }
   if (changed.length > 0 && !force) {
     throw new RunConflictError(
       `${runDir} holds cases computed with other settings than this config's:\n` +
-        changed.map((c) => `  - ${c.id}: ${c.change}`).join('\n') +
+        changed.map((c) => `  - ${c.runCase.protocolCase.id}: ${c.change}`).join('\n') +
         '\nUse another --run-id (or none: the default run id follows the config), or rerun with --force to recompute these cases',
     );
   }
-  for (const c of changed) {
-    progress.warn(`case ${c.id}: recomputing (--force), its settings changed: ${c.change}`);
-    await rm(c.caseDir, { recursive: true, force: true });
-    await rm(c.checkpointDir, { recursive: true, force: true });
+  for (const { runCase, change } of changed) {
+    progress.warn(`case ${runCase.protocolCase.id}: recomputing (--force), its settings changed: ${change}`);
+    await rm(runCase.caseDir, { recursive: true, force: true });
+    await rm(runCase.checkpointDir, { recursive: true, force: true });
   }
+  return cases;
+}
 
-  const results: CaseResult[] = [];
-  for (const [index, { protocolCase, caseDir, checkpointDir, settings }] of cases.entries()) {
-    signal?.throwIfAborted();
-    await removeStaleTemps(caseDir);
-    await removeStaleTemps(checkpointDir);
-    const resultFile = join(caseDir, 'result.json');
-    if (existsSync(resultFile)) {
-      progress.info(`case ${index + 1}/${cases.length} ${protocolCase.id}: already done, kept`);
-      results.push(JSON.parse(await readFile(resultFile, 'utf8')) as CaseResult);
-      continue;
-    }
-    await writeFileAtomic(join(caseDir, SETTINGS_FILE), JSON.stringify(settings, null, 2));
-    progress.info(`case ${index + 1}/${cases.length} ${protocolCase.id}: ${protocolCase.train.length} normal training images, ${protocolCase.test.length} test images`);
-    const detector = await pipeline.createDetector();
+/**
+ * Fits and scores one case into its folder, resuming from its distiller checkpoint when there is one, and returns its
+ * result; a case already finished with these settings is returned as it is. The local run and a queue worker both
+ * compute cases with this function, so a case's files are the same whoever computes it.
+ */
+export async function runCase(pipeline: Pipeline, runCase: RunCase, options: { signal?: AbortSignal } = {}): Promise<CaseResult> {
+  const { protocolCase, caseDir, checkpointDir, settings } = runCase;
+  const { signal } = options;
+  const progress = pipeline.progress;
+  const position = `case ${runCase.index + 1}/${runCase.total} ${protocolCase.id}`;
+  const change = await settingsChange(caseDir, settings);
+  if (change) throw new RunConflictError(`${caseDir} was computed with other settings than this case's: ${change}`);
+  await removeStaleTemps(caseDir);
+  await removeStaleTemps(checkpointDir);
+  const resultFile = join(caseDir, RESULT_FILE);
+  if (existsSync(resultFile)) {
+    progress.info(`${position}: already done, kept`);
+    return JSON.parse(await readFile(resultFile, 'utf8')) as CaseResult;
+  }
+  await writeFileAtomic(join(caseDir, SETTINGS_FILE), JSON.stringify(settings, null, 2));
+  progress.info(`${position}: ${protocolCase.train.length} normal training images, ${protocolCase.test.length} test images`);
+  const detector = await pipeline.createDetector();
+  try {
     const t0 = performance.now();
     const fit = await detector.fit(protocolCase.train, { checkpointDir, signal });
     const t1 = performance.now();
@@ -187,8 +235,7 @@ export async function runProtocol(pipeline: Pipeline, options: RunOptions): Prom
     const anomalous = scores.ids.map((id) => anomalousById.get(id)!);
     const metrics: CaseResult['metrics'] = {};
     for (const space of [...detector.spaces, 'combined'] as const) {
-      const values = scores[space]!;
-      const evaluation = evaluateScores({ normality: values, anomalous });
+      const evaluation = evaluateScores({ normality: scores[space]!, anomalous });
       metrics[space] = { auroc: evaluation.auroc, averagePrecision: evaluation.averagePrecision };
     }
     const result: CaseResult = {
@@ -205,7 +252,6 @@ export async function runProtocol(pipeline: Pipeline, options: RunOptions): Prom
       skipped: [...fit.skipped, ...scores.skipped],
     };
     await detector.save(join(caseDir, 'detector'), { caseId: protocolCase.id });
-    await detector.dispose();
     await writeFileAtomic(join(caseDir, 'scores.csv'), caseScoresCsv(protocolCase.id, scores, anomalous, labelById));
     // Written last: its presence marks the case as finished.
     await writeFileAtomic(resultFile, JSON.stringify(result, null, 2));
@@ -213,35 +259,70 @@ export async function runProtocol(pipeline: Pipeline, options: RunOptions): Prom
     await rm(checkpointDir, { recursive: true, force: true });
     const line = Object.entries(metrics).map(([space, m]) => `${space} ${m.auroc.toFixed(4)}`).join(', ');
     progress.info(`case ${protocolCase.id}: AUROC ${line}`);
-    results.push(result);
+    return result;
+  } finally {
+    await detector.dispose();
   }
-  return writeRunResults(pipeline, runDir, results);
 }
 
-async function writeRunResults(pipeline: Pipeline, runDir: string, cases: CaseResult[]): Promise<RunResults> {
+/**
+ * Fits and scores every protocol case of the config, writing `results.json`, `scores.csv` and the fitted detector
+ * of each case under `runDir`. A case whose results are already there, computed with the same settings, is kept,
+ * so an interrupted run resumes; a case computed with other settings is refused (or recomputed with `force`).
+ */
+export async function runProtocol(pipeline: Pipeline, options: RunOptions): Promise<RunResults> {
+  const cases = await prepareRun(pipeline, options);
+  for (const c of cases) {
+    options.signal?.throwIfAborted();
+    await runCase(pipeline, c, { signal: options.signal });
+  }
+  return assembleRunResults(pipeline, options.runDir, cases);
+}
+
+/**
+ * Writes the run's `results.json` and `scores.csv` from the folders of its finished cases, in the protocol's order;
+ * `failed` lists the cases that could not be computed (a distributed run reports them instead of stopping). The
+ * local run and the queue's coordinator both end with this function, so they write the same files.
+ */
+export async function assembleRunResults(pipeline: Pipeline, runDir: string, cases: RunCase[], failed: FailedCase[] = []): Promise<RunResults> {
+  const failedIds = new Set(failed.map((f) => f.caseId));
+  const finished = cases.filter((c) => !failedIds.has(c.protocolCase.id));
+  if (finished.length === 0) {
+    throw new Error(`no case of the run ${runDir} finished:\n${failed.map((f) => `  - ${f.caseId}: ${f.error}`).join('\n')}`);
+  }
+  const results: CaseResult[] = [];
+  const parts: { text: string; file: string }[] = [];
+  for (const c of finished) {
+    const resultFile = join(c.caseDir, RESULT_FILE);
+    let text: string;
+    try {
+      text = await readFile(resultFile, 'utf8');
+    } catch (error) {
+      throw new Error(`case ${c.protocolCase.id} has no result in ${resultFile} (${reasonOf(error)})`, { cause: error });
+    }
+    results.push(JSON.parse(text) as CaseResult);
+    const scoresFile = join(c.caseDir, 'scores.csv');
+    parts.push({ text: await readFile(scoresFile, 'utf8'), file: scoresFile });
+  }
   const backbone = await pipeline.backbone();
   const runtime = await pipeline.runtime();
   const summary = (metric: 'auroc' | 'averagePrecision') =>
-    summarizeCases(cases.map((c) => ({ caseId: c.caseId, metrics: Object.fromEntries(Object.entries(c.metrics).map(([s, m]) => [s, m[metric]])) })));
-  const results: RunResults = {
+    summarizeCases(results.map((c) => ({ caseId: c.caseId, metrics: Object.fromEntries(Object.entries(c.metrics).map(([s, m]) => [s, m[metric]])) })));
+  const runResults: RunResults = {
     runId: runIdOf(pipeline.config),
     untrainedBackbone: backbone.info.untrained,
     backbone: { id: backbone.info.id, sha256: backbone.info.sha256 },
     runtime: { name: runtime.name, device: runtime.device, threads: runtime.threads, ...(await runtime.describe?.()) },
-    cases,
+    cases: results,
+    failed,
     auroc: summary('auroc'),
     averagePrecision: summary('averagePrecision'),
     config: pipeline.config,
     packages: await packageVersions(),
   };
-  const parts: { text: string; file: string }[] = [];
-  for (const c of cases) {
-    const file = resolveInside(runDir, 'cases', caseFolderName(c.caseId), 'scores.csv');
-    parts.push({ text: await readFile(file, 'utf8'), file });
-  }
   await writeFileAtomic(join(runDir, 'scores.csv'), mergeScoresCsv(parts));
-  await writeFileAtomic(join(runDir, 'results.json'), JSON.stringify(results, null, 2));
-  return results;
+  await writeFileAtomic(join(runDir, 'results.json'), JSON.stringify(runResults, null, 2));
+  return runResults;
 }
 
 /** The AUROC table of a run, for the terminal. */

@@ -102,9 +102,12 @@ export function mergeScoresCsv(parts: { text: string; file: string }[]): string 
   return out.join('');
 }
 
+/** The header of the CSV `transformaly score` writes. */
+export const DETECTOR_SCORES_CSV_HEADER = 'path,pretrained,finetuned,combined,threshold,anomalous';
+
 /** The scores of images scored by `transformaly score`: one row per image, with the detector's threshold. */
 export function detectorScoresCsv(scores: DetectorScores, threshold: number): string {
-  const lines = ['path,pretrained,finetuned,combined,threshold,anomalous'];
+  const lines = [DETECTOR_SCORES_CSV_HEADER];
   for (let i = 0; i < scores.ids.length; i++) {
     lines.push([csvField(scores.ids[i]), scores.pretrained[i], scores.finetuned?.[i] ?? '', scores.combined[i], threshold, scores.anomalous[i] ? 1 : 0].join(','));
   }
