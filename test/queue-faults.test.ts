@@ -82,6 +82,29 @@ describe('a distributed run under faults', () => {
     expect((await exitOf(rescuer, 30_000)).code).toBe(0);
   });
 
+  it('a worker stopped (SIGTERM) in the middle of a case gives its job back without using an attempt', async () => {
+    const dir = writeRunConfig(join(work, 'stopped'), { protocol: { mode: 'unimodal', classes: ['Trouser'] } });
+    // One attempt only: had the stop counted as a failure, the case would be reported failed.
+    const coordinator = coordinatorOf(dir, 'stopped', '--attempts', '1');
+    await enqueued(coordinator);
+    const runDir = runFolder(dir);
+    const first = worker('w-first', dir, 'stopped');
+    await waitFor('a distiller checkpoint of w-first', () => checkpointed(runDir).length > 0, 60_000, [coordinator, first]);
+    first.child.kill('SIGTERM');
+    expect((await exitOf(first, 30_000)).code, outputs(first)).toBe(0);
+    expect(first.stderr).toMatch(/job \S+ \(case unimodal\/Trouser\): stopped with the worker; back in the queue\nworker w-first: stopped\n$/);
+    expect(existsSync(join(runDir, 'cases', 'unimodal_Trouser', 'result.json'))).toBe(false);
+
+    const second = worker('w-second', dir, 'stopped');
+    const { code } = await exitOf(coordinator, 90_000, [second]);
+    expect(code, outputs(coordinator, second)).toBe(0);
+    expect(second.stderr).toMatch(/started, attempt 1\/1\n(.*\n)*.*resuming after epoch \d+ from /);
+    const results = comparableResults(runDir);
+    expect(results.cases).toEqual(comparableResults(localRun).cases.filter((c: { caseId: string }) => c.caseId === 'unimodal/Trouser'));
+    second.child.kill('SIGTERM');
+    expect((await exitOf(second, 30_000)).code).toBe(0);
+  });
+
   it('a case with bad data is retried a bounded number of times, then reported in results.json; the others complete', async () => {
     const data = join(work, 'bad-data');
     for (const [c, cls] of ['a', 'b', 'c'].entries()) {
