@@ -100,6 +100,26 @@ describe('transformaly run --queue', () => {
     expect(comparableResults(queuedRun)).toEqual(comparableResults(localRun));
   });
 
+  it('one worker with --concurrency 2 runs both cases at once, each with its own pipeline, to the same results', async () => {
+    const dir = writeRunConfig(join(work, 'concurrent'));
+    const w = worker('w-double', dir, '--queue-name', 'concurrent', '--concurrency', '2');
+    await ready(w);
+    const coordinator = startCli('coordinator', ['run', '--queue', redis.url, '--queue-name', 'concurrent'], dir);
+    const { code } = await exitOf(coordinator, 90_000, [w]);
+    expect(code, outputs(coordinator, w)).toBe(0);
+    // Both started before either finished.
+    const firstDone = coordinator.stderr.indexOf(': done on worker');
+    for (const c of ['Trouser', 'Bag']) {
+      const started = coordinator.stderr.indexOf(`case unimodal/${c}: running on worker w-double`);
+      expect(started, coordinator.stderr).toBeGreaterThanOrEqual(0);
+      expect(started).toBeLessThan(firstDone);
+    }
+    // The worker's lines carry the case they belong to.
+    expect(w.stderr).toMatch(/^\[case unimodal\/Bag\] distill epoch 40\/40/m);
+    expect(comparableResults(runFolder(dir))).toEqual(comparableResults(localRun));
+    await stop(w);
+  });
+
   it('a worker that cannot see the run folder fails the job with that reason', async () => {
     const dir = writeRunConfig(join(work, 'hidden'), { protocol: { mode: 'unimodal', classes: ['Bag'] } });
     const coordinator = startCli('coordinator', ['run', '--queue', redis.url, '--queue-name', 'hidden', '--attempts', '1'], dir);

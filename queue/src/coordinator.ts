@@ -1,4 +1,4 @@
-import { Queue, type Job, type JobsOptions } from 'bullmq';
+import { Queue, type Job, type JobsOptions, type JobState } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { formatDuration, type ProgressReporter } from '@transformaly/core';
 import { checkPersistence, connect, disconnect, displayUrl, queueNameOf, waitUntilReady, type QueueAddress } from './connection.js';
@@ -72,27 +72,26 @@ export class Coordinator {
   }
 
   /**
-   * Makes sure a job with this id and data is queued: an existing one is kept when it is waiting, running or done with
-   * the same data (`same`); one that failed, or was made with other data, is replaced. Returns what was done.
+   * Makes sure a job with this id and data is queued: an existing job is kept when `keep` says so (given its data and
+   * state), else replaced by a new one; a running job that is not to be kept is an error. Returns what was done.
    */
-  async enqueue<Data>(name: string, id: string, data: Data, same: (existing: Data) => boolean): Promise<'added' | 'kept' | 'replaced'> {
+  async enqueue<Data>(name: string, id: string, data: Data, keep: (existing: Data, state: JobState) => boolean): Promise<'added' | 'kept' | 'replaced'> {
     const existing = (await this.queue.getJob(id)) as Job<Data> | undefined;
-    if (existing) {
-      const state = await existing.getState();
-      const alike = same(existing.data);
-      if (alike && state !== 'failed' && state !== 'unknown') return 'kept';
-      if (state === 'active') {
-        throw new Error(
-          `the job ${id} is running on worker ${existing.processedBy ?? '(unknown)'} with other settings (from an earlier coordinator); ` +
-            'wait for it to end, or stop that worker, then rerun',
-        );
-      }
-      await existing.remove();
+    if (!existing) {
       await this.add(name, id, data);
-      return 'replaced';
+      return 'added';
     }
+    const state = await existing.getState();
+    if (state !== 'unknown' && keep(existing.data, state)) return 'kept';
+    if (state === 'active') {
+      throw new Error(
+        `the job ${id} is running on worker ${existing.processedBy ?? '(unknown)'} with other settings (from an earlier coordinator); ` +
+          'wait for it to end, or stop that worker, then rerun',
+      );
+    }
+    await existing.remove();
     await this.add(name, id, data);
-    return 'added';
+    return 'replaced';
   }
 
   private async add(name: string, jobId: string, data: unknown): Promise<void> {
@@ -170,14 +169,15 @@ export class Coordinator {
           if (state === 'unknown') continue;
           const worker = job.processedBy;
           // attemptsMade also counts the attempt that completes or fails for good; those are reported below.
+          const attempts = job.opts.attempts ?? 1;
           if (job.attemptsMade > tracked.attemptsMade && state !== 'failed' && state !== 'completed' && job.failedReason) {
-            progress.warn(`${tracked.subject}: attempt ${job.attemptsMade}/${this.attempts} failed on ${worker ?? 'a worker'}: ${job.failedReason}; retrying`);
+            progress.warn(`${tracked.subject}: attempt ${job.attemptsMade}/${attempts} failed on ${worker ?? 'a worker'}: ${job.failedReason}; retrying`);
           }
           if (job.stalledCounter > tracked.stalledCounter && state !== 'failed') {
             progress.warn(`${tracked.subject}: worker ${tracked.worker ?? worker ?? '?'} stopped responding; the job went back to the queue for another worker`);
           }
           if (state === 'active' && (tracked.state !== 'active' || worker !== tracked.worker)) {
-            progress.info(`${tracked.subject}: running on worker ${worker ?? '?'} (attempt ${job.attemptsMade + 1}/${this.attempts})`);
+            progress.info(`${tracked.subject}: running on worker ${worker ?? '?'} (attempt ${job.attemptsMade + 1}/${attempts})`);
           }
           tracked.state = state;
           tracked.worker = worker ?? tracked.worker;

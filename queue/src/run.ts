@@ -55,7 +55,8 @@ export async function runOnQueue(pipeline: Pipeline, options: QueueRunOptions): 
         settings: { hash: c.settings.hash, data: c.settings.data },
         config,
       };
-      counts[await coordinator.enqueue(CASE_JOB, id, data, (existing) => sameCase(existing, data))]++;
+      // A job that completed although the case is not done (its folder was removed) computes it again.
+      counts[await coordinator.enqueue(CASE_JOB, id, data, (existing, state) => sameCase(existing, data) && state !== 'failed' && state !== 'completed')]++;
       jobs.push({ id, subject: `case ${c.protocolCase.id}`, data, attemptsMade: 0, stalledCounter: 0, runCase: c });
     }
     if (jobs.length > 0) {

@@ -61,8 +61,8 @@ export async function scoreOnQueue(options: QueueScoreOptions, progress: Progres
     for (const [shard, paths] of shards.entries()) {
       const data: ScoreJobData = { format: JOB_FORMAT, detector, manifestSha256, paths, maxPixels: options.maxPixels, plugins, shard, shards: shards.length };
       const id = scoreJobId(key, shard);
-      // The id is a digest of everything the shard's scores depend on: a job found under it is this shard.
-      await coordinator.enqueue(SCORE_JOB, id, data, () => true);
+      // The id is a digest of everything the shard's scores depend on: a job found under it is this shard, kept unless it failed.
+      await coordinator.enqueue(SCORE_JOB, id, data, (_existing, state) => state !== 'failed');
       jobs.push({ id, subject: `shard ${shard + 1}/${shards.length}`, data, attemptsMade: 0, stalledCounter: 0 });
     }
     progress.info(`score: ${options.paths.length} images in ${shards.length} shards of up to ${shardSize} on ${coordinator.where}; waiting for workers`);

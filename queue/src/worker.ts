@@ -78,35 +78,41 @@ interface PipelineEntry {
  * trusted producers may reach the Redis server; plugin files load only from `allowPlugins`.
  */
 export async function startWorker(options: WorkerOptions): Promise<QueueWorker> {
-  const console = options.progress;
+  /** The worker's own stderr; each job also reports to Redis through its JobReporter. */
+  const out = options.progress;
   const name = options.workerName ?? `${hostname()}:${process.pid}`;
   const concurrency = options.concurrency ?? 1;
   const prefixed = concurrency > 1;
   const allowed = await Promise.all((options.allowPlugins ?? []).map((dir) => realFolder(dir)));
-  const connection = connect(options, console, `worker ${name}`);
+  const connection = connect(options, out, `worker ${name}`);
   const pipelines: PipelineEntry[] = [];
   const detectors = new Map<string, DetectorEntry>();
   let stopping = false;
 
   const processor = async (job: Job, token: string | undefined, signal?: AbortSignal): Promise<CaseJobResult | ScoreJobResult> => {
     const subject = job.name === CASE_JOB ? `case ${(job.data as { caseId?: string })?.caseId}` : `score shard ${(job.data as { shard?: number })?.shard! + 1}`;
-    const reporter = new JobReporter(console, prefixed ? `[${subject}] ` : '', job, name);
+    const reporter = new JobReporter(out, prefixed ? `[${subject}] ` : '', job, name);
     const started = Date.now();
     const attempts = job.opts.attempts ?? 1;
-    console.info(`job ${job.id} (${subject}): started, attempt ${job.attemptsMade + 1}/${attempts}`);
+    out.info(`job ${job.id} (${subject}): started, attempt ${job.attemptsMade + 1}/${attempts}`);
     try {
       const result = job.name === CASE_JOB ? await processCase(job, reporter, signal) : job.name === SCORE_JOB ? await processScore(job, reporter) : undefined;
       if (result === undefined) throw new UnrecoverableError(`unknown job name "${job.name}" (expected ${CASE_JOB} or ${SCORE_JOB})`);
-      console.info(`job ${job.id} (${subject}): done in ${formatDuration((Date.now() - started) / 1000)}`);
+      out.info(`job ${job.id} (${subject}): done in ${formatDuration((Date.now() - started) / 1000)}`);
       return result;
     } catch (error) {
       if (stopping && signal?.aborted) {
         // Back to the queue as it was: a worker stopping is not the job's failure.
         await job.moveToWait(token);
-        console.info(`job ${job.id} (${subject}): stopped with the worker; back in the queue`);
+        out.info(`job ${job.id} (${subject}): stopped with the worker; back in the queue`);
         throw new WaitingError();
       }
-      console.warn(`job ${job.id} (${subject}): failed: ${(error as Error).message}`);
+      if (signal?.aborted) {
+        // The lock was lost (see lockRenewalFailed below): the job is no longer this worker's to finish or fail.
+        out.warn(`job ${job.id} (${subject}): stopped; another worker takes it over`);
+        throw error;
+      }
+      out.warn(`job ${job.id} (${subject}): failed: ${(error as Error).message}`);
       throw error;
     } finally {
       reporter.close();
@@ -119,11 +125,11 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
     await checkPluginFiles(pluginFilesOf(data.config), allowed);
     const entry = await leasePipeline(data.config, reporter);
     try {
-      const runCase_ = await caseOf(entry, data.runDir, data.caseId, data.settings);
-      await ensureWritableFolder(runCase_.caseDir, 'case folder');
-      return await runCase(entry.pipeline, runCase_, { signal });
+      const theCase = await caseOf(entry, data.runDir, data.caseId, data.settings);
+      await ensureWritableFolder(theCase.caseDir, 'case folder');
+      return await runCase(entry.pipeline, theCase, { signal });
     } finally {
-      entry.reporter.target = console;
+      entry.reporter.target = out;
       entry.busy = false;
     }
   };
@@ -152,7 +158,7 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
         if (plugin.name !== pluginName) throw new Error(`--plugin ${pluginName}=${file}: that plugin is named "${plugin.name}", not "${pluginName}"`);
         plugins[pluginName] = plugin;
       }
-      const switching = new SwitchingReporter(console);
+      const switching = new SwitchingReporter(out);
       cached = { opened: openDetector(data.detector, { plugins, progress: switching }), reporter: switching, busy: 0 };
       detectors.set(key, cached);
       cached.opened.catch(() => detectors.delete(key));
@@ -175,7 +181,7 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
       return { rows: csv.slice(csv.indexOf('\n') + 1), skipped: scores.skipped };
     } finally {
       cached.busy--;
-      if (cached.busy === 0) cached.reporter.target = console;
+      if (cached.busy === 0) cached.reporter.target = out;
     }
   };
 
@@ -219,18 +225,18 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
     // Connection errors are reported once by the connection; others once per distinct message.
     if (/ECONNREFUSED|ECONNRESET|Connection is closed|ETIMEDOUT|EPIPE/.test(error.message) || error.message === lastError) return;
     lastError = error.message;
-    console.warn(`worker ${name}: ${error.message}`);
+    out.warn(`worker ${name}: ${error.message}`);
   });
   worker.on('lockRenewalFailed', (jobIds: string[]) => {
     // Another worker may already be running these jobs; stop ours at the next step rather than compute them twice.
     for (const id of jobIds) {
-      console.warn(`worker ${name}: lost the lock of job ${id} (Redis unreachable too long, or the process was paused); stopping it here`);
+      out.warn(`worker ${name}: lost the lock of job ${id} (Redis unreachable too long, or the process was paused); stopping it here`);
       worker.cancelJob(id, 'the job lock was lost');
     }
   });
   const closed = worker.run().then(() => undefined);
   await worker.waitUntilReady();
-  console.info(`worker ${name}: waiting for jobs on queue "${queueNameOf(options)}" at ${displayUrl(options.url)} (concurrency ${concurrency})`);
+  out.info(`worker ${name}: waiting for jobs on queue "${queueNameOf(options)}" at ${displayUrl(options.url)} (concurrency ${concurrency})`);
 
   return {
     name,
