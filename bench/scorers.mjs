@@ -11,7 +11,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRng, matmul, setNumericThreads } from '@transformaly/core';
+import { createNumericEngine, createRng } from '@transformaly/core';
+import { OnnxRuntime } from '@transformaly/runtime-onnx';
 import { GaussianScorer } from '@transformaly/scorer-gaussian';
 import { GmmScorer } from '@transformaly/scorer-gmm';
 import { KnnScorer } from '@transformaly/scorer-knn';
@@ -21,7 +22,9 @@ const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name
 const repeats = Number(option('--repeats', 3));
 const THREADS = Number(option('--threads', 2));
 const tasks = new Set(option('--tasks', 'gaussian,gmm,knn').split(','));
-setNumericThreads(THREADS);
+// The scorers' engine on onnxruntime with THREADS intra-op threads, as a pipeline with runtime { threads } makes it.
+const runtime = new OnnxRuntime({ threads: THREADS });
+const engine = createNumericEngine(runtime);
 
 const rng = createRng(2024);
 
@@ -33,7 +36,7 @@ function normal(rows, cols, scale = 1, shift = 0) {
 
 /** Rows with a full, anisotropic covariance (a random mixing matrix), like ViT features. */
 async function correlated(rows, cols) {
-  const mixed = await matmul(normal(rows, cols), normal(cols, cols, 1 / Math.sqrt(cols)));
+  const mixed = await engine.matmul(normal(rows, cols), normal(cols, cols, 1 / Math.sqrt(cols)));
   for (let i = 0; i < mixed.data.length; i++) mixed.data[i] += (i % cols) * 0.01;
   return mixed;
 }
@@ -113,7 +116,7 @@ try {
   if (tasks.has('gaussian')) {
     let gaussian;
     ours.gaussian = await timed(async () => {
-      gaussian = new GaussianScorer();
+      gaussian = new GaussianScorer(engine);
       await gaussian.fit(gaussianX);
     });
     sk.gaussian = sklearn('gaussian');
@@ -123,7 +126,7 @@ try {
   if (tasks.has('gmm')) {
     let gmm;
     ours.gmm = await timed(async () => {
-      gmm = new GmmScorer({ components: gmmSpec.components, maxIter: gmmSpec.max_iter, tol: gmmSpec.tol, seed: 0 });
+      gmm = new GmmScorer(engine, { components: gmmSpec.components, maxIter: gmmSpec.max_iter, tol: gmmSpec.tol, seed: 0 });
       await gmm.fit(gmmX);
     });
     sk.gmm = sklearn('gmm');
@@ -134,7 +137,7 @@ try {
   }
   if (tasks.has('knn')) {
     ours.knn = await timed(async () => {
-      const knn = new KnnScorer({ k: knnK });
+      const knn = new KnnScorer(engine, { k: knnK });
       knn.fit(knnTrain);
       return knn.scoreSamples(knnQueries);
     });
@@ -162,4 +165,6 @@ try {
   for (const line of checks) console.log(`  ${line}`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
+  await engine.dispose();
+  await runtime.dispose();
 }

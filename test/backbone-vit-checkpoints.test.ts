@@ -4,10 +4,10 @@ import { createHash } from 'node:crypto';
 import { copyFile, cp, mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Container } from 'inversify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileSchema, readSafetensors, TOKENS, writeSafetensors, type ArrayEntry, type Backbone, type ProgressReporter, type Tensor } from '@transformaly/core';
+import { compileSchema, readSafetensors, writeSafetensors, type ArrayEntry, type Backbone, type ProgressReporter, type Tensor } from '@transformaly/core';
 import { OnnxRuntime } from '@transformaly/runtime-onnx';
+import { backboneChecks, registerChecks } from '@transformaly/testing';
 import vitPlugin, {
   hfPreprocess,
   loadVitBackbone,
@@ -393,7 +393,7 @@ describe('ViTBackbone', () => {
 
 describe('plugin', () => {
   it('validates its options', () => {
-    const validate = compileSchema(vitPlugin.optionsSchema!);
+    const validate = compileSchema(vitPlugin.stages.backbone.optionsSchema);
     expect(validate({ checkpoint: 'google/vit-base-patch16-224', imageSize: 384, mean: [0.5, 0.5, 0.5], resample: 'bicubic', offline: true })).toBe(true);
     expect(validate({ random: { seed: 1, arch: 'ViT-S/16' } })).toBe(true);
     expect(validate({ random: { arch: { width: 64, depth: 2, heads: 2 } }, imageSize: [32, 48] })).toBe(true);
@@ -403,15 +403,17 @@ describe('plugin', () => {
     expect(validate({ random: { arch: 'ViT-Z/1' } })).toBe(false);
   });
 
-  it('binds one backbone, built from the runtime and progress of the container', async () => {
-    const container = new Container();
-    container.bind(TOKENS.Runtime).toConstantValue(runtime);
-    container.bind(TOKENS.ProgressReporter).toConstantValue(recorder());
-    await container.load(vitPlugin.register({ random: { seed: 3, arch: { imageSize: [16, 16], patchSize: 8, width: 16, depth: 1, heads: 2 } } }));
-    const backbone = await container.getAsync<Backbone>(TOKENS.Backbone);
-    expect(backbone.info).toMatchObject({ id: 'random:3', untrained: true, tokens: 5 });
-    expect(await container.getAsync<Backbone>(TOKENS.Backbone)).toBe(backbone);
-    await backbone.dispose();
+  it('carries its package name, version and alias', () => {
     expect(vitPlugin.name).toBe('@transformaly/backbone-vit');
+    expect(vitPlugin.aliases).toEqual(['vit']);
+    expect(vitPlugin.version).toMatch(/^\d+\.\d+\.\d+/);
   });
 });
+
+// The Backbone contract (consistent info, taps, batch independence, refusals of bad pixels, timm-named block weights)
+// on a tiny random ViT built through the core's binding of the plugin.
+describe('conformance: random ViT', () =>
+  registerChecks(
+    backboneChecks({ plugin: vitPlugin, options: { random: { seed: 3, arch: { imageSize: [16, 16], patchSize: 8, width: 16, depth: 2, heads: 2 } } } }, { runtime }),
+    it,
+  ));

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BUILTIN_PLUGINS, ConfigError, ConfigFileError, loadConfigFile, resolveConfig, type TransformalyConfig } from '@transformaly/core';
+import { BUILTIN_PLUGINS, ConfigError, ConfigFileError, createRng, loadConfigFile, resolveConfig, type TransformalyConfig } from '@transformaly/core';
 
 const dir = mkdtempSync(join(tmpdir(), 'transformaly-config-'));
 const resolveIn = (raw: unknown) => resolveConfig(raw, { file: join(dir, 'transformaly.config.ts'), baseDir: dir, builtins: BUILTIN_PLUGINS });
@@ -90,18 +90,106 @@ describe('config validation', () => {
     const issues = await issuesOf({ ...minimal, scorers: { pretrained: '@nobody/no-such-scorer' } });
     expect(issues).toHaveLength(1);
     expect(issues[0].path).toBe('scorers.pretrained.use');
-    expect(issues[0].expected).toMatch(/@nobody\/no-such-scorer.*not installed/);
+    expect(issues[0].expected).toMatch(/no built-in, alias or installed package is named "@nobody\/no-such-scorer"/);
+    expect(issues[0].expected).not.toMatch(/npm install/);
+  });
+
+  it('suggests the closest names for a misspelt stage', async () => {
+    const issues = await issuesOf({ ...minimal, scorers: { pretrained: 'gausian' }, combiner: 'zscroe' });
+    expect(issues.map((i) => [i.path, i.expected.match(/did you mean "([^"]+)"/)?.[1]])).toEqual([
+      ['scorers.pretrained.use', 'gaussian'],
+      ['combiner.use', 'zscore'],
+    ]);
   });
 
   it('refuses a plugin in a slot it does not provide', async () => {
     const issues = await issuesOf({ ...minimal, combiner: 'gaussian' });
     expect(issues[0].path).toBe('combiner.use');
-    expect(issues[0].expected).toMatch(/feature combiner.*binds DensityScorer/);
+    expect(issues[0].expected).toMatch(/a plugin that provides a feature combiner, but "@transformaly\/scorer-gaussian" provides a density scorer/);
   });
 
   it('refuses a config that is not an object', async () => {
     const issues = await issuesOf([1, 2]);
     expect(issues[0].expected).toMatch(/an object/);
+  });
+
+  it('collects a value of the wrong type in any field with the other issues instead of crashing on it', async () => {
+    const issues = await issuesOf({
+      ...minimal,
+      outputDir: 7,
+      plugins: 'x',
+      protocol: 'unimodal',
+      scorers: ['knn'],
+      threshold: 0.05,
+      combiner: { use: 'sum', options: 'none' },
+      backbone: { use: 7 },
+    });
+    expect(issues.map((i) => i.path).sort()).toEqual(['backbone.use', 'combiner.options', 'outputDir', 'plugins', 'protocol', 'scorers', 'threshold']);
+    expect(issues.find((i) => i.path === 'outputDir')).toMatchObject({ found: 7, expected: 'a value of type string' });
+    expect(issues.find((i) => i.path === 'plugins')).toMatchObject({ found: 'x', expected: 'a value of type array' });
+  });
+
+  it('survives random mutations of a valid config: each one resolves or is reported as a ConfigError', async () => {
+    // Seeded, bounded: 300 configs, each a valid one with 1 to 3 fields replaced, removed or added at random depths.
+    const rng = createRng(20240611);
+    const pick = <T>(list: readonly T[]): T => list[rng.int(list.length)];
+    const values = (): unknown[] => [
+      7, -1, 0, 0.5, Number.NaN, 1e300, '', 'x', '../..', 'gaussian', './nope.ts', true, false, null, [], [1, 'a'], {}, { use: 'knn' }, { use: 'sum', options: { weight: 1 } }, { use: '' }, { quantile: 2 }, { contamination: 0.1 },
+    ];
+    const valid = {
+      ...minimal,
+      protocol: { mode: 'unimodal', classes: ['Bag'], limit: { train: 10, testPerClass: 5 } },
+      scorers: { pretrained: { use: 'gaussian', options: { whiten: { varianceFraction: 0.9 } } }, finetuned: 'knn' },
+      combiner: 'zscore',
+      threshold: { quantile: 0.1 },
+      outputDir: 'out',
+      plugins: [],
+    };
+    const paths = (value: unknown, prefix: string[] = []): string[][] =>
+      value && typeof value === 'object' && !Array.isArray(value)
+        ? [prefix, ...Object.entries(value).flatMap(([k, v]) => paths(v, [...prefix, k]))]
+        : [prefix];
+    let resolved = 0;
+    for (let round = 0; round < 300; round++) {
+      const config = structuredClone(valid) as Record<string, any>;
+      for (let m = 0, count = 1 + rng.int(3); m < count; m++) {
+        const target = pick(paths(config).filter((p) => p.length > 0));
+        const parent = target.slice(0, -1).reduce((o, k) => o[k], config);
+        if (!parent || typeof parent !== 'object') continue;
+        const key = target[target.length - 1];
+        const action = rng.int(3);
+        if (action === 0) delete parent[key];
+        else if (action === 1) parent[key] = structuredClone(pick(values()));
+        else parent[`${key}x`] = structuredClone(pick(values()));
+      }
+      try {
+        await resolveIn(config);
+        resolved++;
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw new Error(`round ${round}: ${JSON.stringify(config)} threw ${(error as Error).stack}`);
+        expect(error.issues.length, JSON.stringify(config)).toBeGreaterThan(0);
+      }
+    }
+    // Some mutations keep a valid config (a field removed that has a default); most are reported.
+    expect(resolved).toBeGreaterThan(0);
+    expect(resolved).toBeLessThan(300);
+  });
+});
+
+describe('threshold', () => {
+  it('is the held-out quantile; the old name contamination still works, with a warning naming the config path', async () => {
+    const warnings: string[] = [];
+    const progress = { task: () => ({ tick() {}, done() {} }), info() {}, warn: (m: string) => void warnings.push(m) };
+    const file = join(dir, 'transformaly.config.ts');
+    const { config } = await resolveConfig({ ...minimal, threshold: { contamination: 0.02 } }, { file, baseDir: dir, builtins: BUILTIN_PLUGINS, progress });
+    expect(config.threshold).toEqual({ quantile: 0.02 });
+    expect(warnings).toEqual([
+      `${file}: threshold.contamination is deprecated; it means the held-out quantile (the share of normal images flagged), not PyOD's share of outliers in the training data. Write threshold: { quantile: 0.02 }.`,
+    ]);
+    const plain = await resolveConfig({ ...minimal, threshold: { quantile: 0.02 } }, { file, baseDir: dir, builtins: BUILTIN_PLUGINS, progress });
+    expect(plain.config.threshold).toEqual({ quantile: 0.02 });
+    expect(warnings).toHaveLength(1);
+    expect((await issuesOf({ ...minimal, threshold: { contamination: 0.1, quantile: 0.1 } }))[0].path).toBe('threshold');
   });
 });
 

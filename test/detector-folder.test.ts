@@ -176,6 +176,7 @@ describe('openDetector', () => {
     }
     const inCode: TransformalyPlugin = {
       name: 'in-code-scorer',
+      version: '1.0.0',
       register: () => new ContainerModule(({ bind }) => void bind<DensityScorer>(TOKENS.DensityScorer).toDynamicValue(() => new NegativeNorm())),
     };
     const fitted = await fitAndSave('in-code', config({ distiller: false, scorers: { pretrained: 'in-code-scorer' } }), { 'in-code-scorer': inCode });

@@ -75,8 +75,10 @@ class SubsetSource implements ImageSource {
 }
 
 const source = new SubsetSource();
+// The advanced form: a ContainerModule of its own, given in code.
 const sourcePlugin: TransformalyPlugin = {
   name: 'fashion-mnist-subset',
+  version: '1.0.0',
   register: () =>
     new ContainerModule(({ bind }) => {
       bind<ImageSource>(TOKENS.ImageSource).toConstantValue(source);

@@ -1,7 +1,6 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Container } from 'inversify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BUILTIN_PLUGINS,
@@ -9,7 +8,6 @@ import {
   ConfigError,
   Rng,
   SilentProgress,
-  TOKENS,
   TransformalyDistiller,
   distillerPlugin,
   encodeSafetensors,
@@ -19,6 +17,8 @@ import {
   readSafetensors,
   resolveConfig,
   selectBlocks,
+  stageResolver,
+  stageSlot,
   studentSeed,
   studentShapes,
   type Backbone,
@@ -377,25 +377,21 @@ describe('state', () => {
 });
 
 describe('plugin', () => {
-  const resolveWith = async (rt: Runtime, options: DistillerOptions = {}) => {
-    const container = new Container();
-    container.bind(TOKENS.Runtime).toConstantValue(rt);
-    container.bind(TOKENS.ProgressReporter).toConstantValue(new SilentProgress());
-    container.load(distillerPlugin.register(options));
-    return container;
-  };
+  // Built as a pipeline builds it: the core's binding of the plugin, a new distiller per detector.
+  const resolveWith = (rt: Runtime, options: DistillerOptions = {}) =>
+    stageResolver<Distiller>(distillerPlugin, stageSlot('distiller'), options, { progress: new SilentProgress(), runtime: rt, backbone });
 
   it('resolves a fresh distiller per request on a trainable runtime', async () => {
-    const container = await resolveWith(runtime, { blocks: [3] });
-    const a = await container.getAsync<Distiller>(TOKENS.Distiller);
-    const b = await container.getAsync<Distiller>(TOKENS.Distiller);
+    const resolve = await resolveWith(runtime, { blocks: [3] });
+    const a = await resolve();
+    const b = await resolve();
     expect(a).toBeInstanceOf(TransformalyDistiller);
     expect(a).not.toBe(b);
     expect(a.blocks).toEqual([3]);
     expect(distillerPlugin.name).toBe('transformaly');
   });
 
-  it('names a runtime that cannot train', async () => {
+  it('names the plugin, its stage and a runtime that cannot train', async () => {
     const inferenceOnly: Runtime = {
       name: 'inference-only',
       device: 'cpu',
@@ -404,10 +400,11 @@ describe('plugin', () => {
       createSession: () => Promise.reject(new Error('unused')),
       dispose: async () => {},
     };
-    const container = await resolveWith(inferenceOnly);
-    await expect(container.getAsync(TOKENS.Distiller)).rejects.toThrow(/runtime "inference-only" cannot train \(its canTrain is false\)/);
+    await expect((await resolveWith(inferenceOnly))()).rejects.toThrow(
+      /plugin "transformaly" \(distiller\): creating a distiller failed: .*runtime "inference-only" cannot train \(its canTrain is false\)/,
+    );
     const noTrainer = await resolveWith({ ...inferenceOnly, name: 'half-done', canTrain: true });
-    await expect(noTrainer.getAsync(TOKENS.Distiller)).rejects.toThrow(/runtime "half-done" has no createStudentTrainer/);
+    await expect(noTrainer()).rejects.toThrow(/runtime "half-done" has no createStudentTrainer/);
   });
 });
 

@@ -10,12 +10,14 @@ import {
   ConfigError,
   createPipeline,
   fromRows,
+  loadPlugin,
   type ImageItem,
   type Matrix,
   type Pipeline,
   type RgbImage,
   type TransformalyConfig,
 } from '@transformaly/core';
+import { densityScorerChecks, registerChecks } from '@transformaly/testing';
 // Type only: the scorer under test is the one the config loads (through jiti), never this import.
 import type { LedoitWolfOptions, LedoitWolfScorer } from '../examples/scorer-ledoit-wolf/index.js';
 import { expectClose } from './fixtures/close.js';
@@ -94,10 +96,7 @@ describe('example plugin: Ledoit-Wolf scorer loaded by file path from the config
     expect(tall.shrinkage).toBeNull();
     await expectMatchesGolden(tall, goldenCase('tall'));
 
-    // Transient binding: each detector gets its own unfitted scorer.
     const wide = await resolvedScorer(pipeline);
-    expect(wide).not.toBe(tall);
-    expect(wide.shrinkage).toBeNull();
     expect(goldenCase('wide').train.length).toBeLessThan(test.cols);
     await expectMatchesGolden(wide, goldenCase('wide'));
     // The shrinkage is estimated: strictly between a plain Gaussian (0) and a scaled identity (1).
@@ -179,13 +178,19 @@ describe('example plugin: Ledoit-Wolf scorer loaded by file path from the config
     expect((await resolvedScorer(pipeline)).name).toBe('ledoit-wolf');
   });
 
-  it('refuses to score before fitting, and names the scorer', async () => {
+  it('names itself in its errors', async () => {
     const scorer = await resolvedScorer(await plainPipeline());
     await expect(scorer.scoreSamples(test)).rejects.toThrow(/LedoitWolfScorer\.scoreSamples: the scorer is not fitted/);
     const one: Matrix = { rows: 1, cols: 3, data: new Float64Array(3) };
     await expect(scorer.fit(one)).rejects.toThrow(/LedoitWolfScorer\.fit: X: 1 row, at least 2 needed/);
   });
 });
+
+// The DensityScorer contract, on the plugin loaded by file path as a config loads it, with an estimated and with a
+// fixed shrinkage (small blocks exercise the blocked products).
+const loaded = await loadPlugin(example, { baseDir: root });
+describe('conformance: estimated shrinkage', () => registerChecks(densityScorerChecks({ plugin: loaded, options: { blockSize: 7 } }), it));
+describe('conformance: fixed shrinkage', () => registerChecks(densityScorerChecks({ plugin: loaded, options: { shrinkage: 0.3 } }), it));
 
 /** A 32 x 32 image: a smooth seeded pattern for normal images, high-frequency stripes for odd ones. */
 function imageItem(id: string, label: string, seed: number, odd: boolean): ImageItem {

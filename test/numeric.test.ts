@@ -1,10 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { OnnxRuntime } from '@transformaly/runtime-onnx';
 import {
   NeighborIndex,
   NotPositiveDefiniteError,
   assertFinite,
   assertUsableMatrix,
-  weightedScatter,
   kmeansPlusPlus,
   logGaussianDensities,
   cholesky,
@@ -12,26 +12,30 @@ import {
   constantColumns,
   covariance,
   createMatrix,
+  createNumericEngine,
   createRng,
-  disposeNumeric,
   fromRows,
-  getNumericThreads,
-  groupedSqNorms,
   inverseSPD,
   invertLowerTriangular,
   logDetSPD,
   logsumexpRows,
-  matmul,
   pairwiseSqDist,
   precisionCholesky,
   selectSmallest,
-  setNumericThreads,
   symmetricEigen,
   transpose,
   type Matrix64,
 } from '@transformaly/core';
 import type { Matrix } from '@transformaly/core';
 import { expectClose } from './fixtures/close.js';
+
+// The engine the scorers use, on onnxruntime with two threads: made here, as a stage gets it from its pipeline.
+const runtime = new OnnxRuntime({ threads: 2 });
+const engine = createNumericEngine(runtime);
+afterAll(async () => {
+  await engine.dispose();
+  await runtime.dispose();
+});
 
 function randomMatrix(rows: number, cols: number, seed: number, scale = 1, offset = 0): Matrix64 {
   const rng = createRng(seed);
@@ -54,46 +58,63 @@ describe('matrix products on the engine', () => {
     const A = randomMatrix(37, 23, 1);
     const B = randomMatrix(23, 41, 2);
     const ref = naiveMatmul(A, B);
-    expectClose((await matmul(A, B)).data, ref, 1e-13, 'A B');
-    expectClose((await matmul(transpose(A), B, { transA: true })).data, ref, 1e-13, 'transA');
-    expectClose((await matmul(A, transpose(B), { transB: true })).data, ref, 1e-13, 'transB');
-    const both = await matmul(transpose(A), transpose(B), { transA: true, transB: true });
+    expectClose((await engine.matmul(A, B)).data, ref, 1e-13, 'A B');
+    expectClose((await engine.matmul(transpose(A), B, { transA: true })).data, ref, 1e-13, 'transA');
+    expectClose((await engine.matmul(A, transpose(B), { transB: true })).data, ref, 1e-13, 'transB');
+    const both = await engine.matmul(transpose(A), transpose(B), { transA: true, transB: true });
     expect([both.rows, both.cols]).toEqual([37, 41]);
     expectClose(both.data, ref, 1e-13, 'transA transB');
     // float32 products are close but visibly rounded.
-    const f32 = await matmul(A, B, { precision: 'float32' });
+    const f32 = await engine.matmul(A, B, { precision: 'float32' });
     expectClose(f32.data, ref, 1e-5, 'float32 product');
     expect(Array.from(f32.data)).not.toEqual(Array.from(ref));
   });
 
   it('matmul rejects mismatched inner dimensions', async () => {
-    await expect(matmul(randomMatrix(3, 4, 1), randomMatrix(5, 2, 2))).rejects.toThrow(/inner dimensions/);
+    await expect(engine.matmul(randomMatrix(3, 4, 1), randomMatrix(5, 2, 2))).rejects.toThrow(/inner dimensions/);
   });
 
   it('accepts float32 input and views into a larger buffer', async () => {
     const big = randomMatrix(10, 6, 3);
     const view: Matrix = { rows: 4, cols: 6, data: Float32Array.from(big.data.subarray(12, 36)) };
     const B = randomMatrix(6, 3, 4);
-    const out = await matmul(view, B);
+    const out = await engine.matmul(view, B);
     expectClose(out.data, naiveMatmul({ rows: 4, cols: 6, data: Float64Array.from(view.data) }, B), 1e-13, 'product of a view');
   });
 
-  it('thread count is settable and products stay correct after a change', async () => {
-    const before = getNumericThreads();
-    expect(before).toBeGreaterThanOrEqual(1);
-    try {
-      setNumericThreads(1);
-      expect(getNumericThreads()).toBe(1);
-      const A = randomMatrix(20, 10, 5);
-      expectClose((await matmul(A, A, { transB: true })).data, naiveMatmul(A, transpose(A)), 1e-13, 'A A^T on one thread');
-    } finally {
-      setNumericThreads(before);
-    }
-    expect(() => setNumericThreads(0)).toThrow(/positive integer/);
-    // Released sessions are recreated on demand.
-    await disposeNumeric();
-    const A = randomMatrix(5, 4, 23);
-    expectClose((await matmul(A, A, { transA: true })).data, naiveMatmul(transpose(A), A), 1e-13, 'A^T A after a restart');
+  it('compiles each graph once on its runtime, whatever the shapes, and releases it on dispose, even mid-run', async () => {
+    const one = new OnnxRuntime({ threads: 1 });
+    const created: string[] = [];
+    const released: string[] = [];
+    const spy = {
+      name: 'spy',
+      async createNumericSession(graph: Uint8Array) {
+        const session = await one.createNumericSession(graph);
+        const id = `session${created.length}`;
+        created.push(id);
+        return { run: session.run.bind(session), dispose: async () => (released.push(id), session.dispose()) };
+      },
+    };
+    const own = createNumericEngine(spy);
+    expect(own.runtime).toBe('spy');
+    const A = randomMatrix(20, 10, 5);
+    const B = randomMatrix(7, 3, 6);
+    expectClose((await own.matmul(A, A, { transB: true })).data, naiveMatmul(A, transpose(A)), 1e-13, 'A A^T');
+    expectClose((await own.matmul(B, B, { transB: true })).data, naiveMatmul(B, transpose(B)), 1e-13, 'B B^T');
+    expect(created).toEqual(['session0']);
+    // A dispose while a product runs lets it finish, then releases its session.
+    const running = own.matmul(A, A, { transB: true });
+    const disposed = own.dispose();
+    expect(released).toEqual([]);
+    expectClose((await running).data, naiveMatmul(A, transpose(A)), 1e-13, 'A A^T during a dispose');
+    await disposed;
+    expect(released).toEqual(['session0']);
+    // Compiled again on demand.
+    expectClose((await own.matmul(B, B, { transA: true })).data, naiveMatmul(transpose(B), B), 1e-13, 'B^T B after a dispose');
+    expect(created).toEqual(['session0', 'session1']);
+    await own.dispose();
+    await one.dispose();
+    expect(released).toEqual(['session0', 'session1']);
   });
 
   it('weightedScatter computes sum_i w_ik (x_i - m_k)(x_i - m_k)^T for every component in one call', async () => {
@@ -104,7 +125,7 @@ describe('matrix products on the engine', () => {
     const means = randomMatrix(K, d, 18);
     const rng = createRng(19);
     const w = Float64Array.from({ length: K * n }, () => rng.next());
-    const out = await weightedScatter(X, means.data, w.map(Math.sqrt), K);
+    const out = await engine.weightedScatter(X, means.data, w.map(Math.sqrt), K);
     for (let k = 0; k < K; k++) {
       const expected = new Float64Array(d * d);
       for (let i = 0; i < n; i++)
@@ -118,7 +139,7 @@ describe('matrix products on the engine', () => {
     const X = randomMatrix(30, 5, 6);
     const W = randomMatrix(5, 3 * 4, 7);
     const offset = Float64Array.from({ length: 12 }, (_, i) => i * 0.1 - 0.5);
-    const out = await groupedSqNorms(X, W, offset, 3);
+    const out = await engine.groupedSqNorms(X, W, offset, 3);
     const Y = naiveMatmul(X, W);
     const expected: number[] = [];
     for (let i = 0; i < 30; i++) {
@@ -136,7 +157,7 @@ describe('statistics and decompositions', () => {
   it('covariance uses the centred two-pass formula with the requested ddof', async () => {
     // A large offset would ruin the one-pass formula E[x^2] - E[x]^2.
     const X = randomMatrix(50, 4, 8, 1, 1e6);
-    const { mean, covariance: C } = await covariance(X, { ddof: 1 });
+    const { mean, covariance: C } = await covariance(engine, X, { ddof: 1 });
     expect(Array.from(mean)).toEqual(Array.from(columnMeans(X)));
     const expected: number[] = [];
     for (let a = 0; a < 4; a++) {
@@ -147,20 +168,20 @@ describe('statistics and decompositions', () => {
       }
     }
     expectClose(C.data, expected, 1e-9, 'covariance, ddof 1');
-    const ml = await covariance(X);
+    const ml = await covariance(engine, X);
     expectClose(ml.covariance.data, expected.map((v) => (v * 49) / 50), 1e-12, 'covariance, ddof 0');
   });
 
   it('cholesky, triangular inverse, precision factor, log-det and SPD inverse agree', async () => {
     const X = randomMatrix(40, 6, 9);
-    const { covariance: C } = await covariance(X);
+    const { covariance: C } = await covariance(engine, X);
     const L = cholesky(C);
     const LLt = naiveMatmul(L, transpose(L));
     expectClose(LLt, C.data, 1e-12, 'L L^T');
     const M = invertLowerTriangular(L);
     expectClose(naiveMatmul(M, L), createIdentity(6), 1e-12, 'L^-1 L');
     const { factor: W, logDet } = precisionCholesky(C);
-    const inv = await inverseSPD(C);
+    const inv = await inverseSPD(engine, C);
     expectClose(naiveMatmul(W, transpose(W)), inv.data, 1e-9, 'W W^T');
     expectClose(naiveMatmul(inv, C), createIdentity(6), 1e-10, 'C^-1 C');
     expectClose([logDet], [-0.5 * logDetSPD(C)], 1e-12, 'log-det of the precision factor');
@@ -176,7 +197,7 @@ describe('statistics and decompositions', () => {
   });
 
   it('symmetricEigen returns descending eigenpairs that reconstruct the matrix', async () => {
-    const { covariance: C } = await covariance(randomMatrix(30, 5, 10));
+    const { covariance: C } = await covariance(engine, randomMatrix(30, 5, 10));
     const { values, vectors } = symmetricEigen(C);
     for (let i = 1; i < 5; i++) expect(values[i]).toBeLessThanOrEqual(values[i - 1]);
     const VD = createMatrix(5, 5);
@@ -188,12 +209,12 @@ describe('statistics and decompositions', () => {
     const d = 3;
     const X = randomMatrix(15, d, 18);
     const means = randomMatrix(2, d, 19);
-    const covs = [await covariance(randomMatrix(30, d, 20)), await covariance(randomMatrix(30, d, 21))].map((c) => c.covariance);
+    const covs = [await covariance(engine, randomMatrix(30, d, 20)), await covariance(engine, randomMatrix(30, d, 21))].map((c) => c.covariance);
     const factors = covs.map((c) => precisionCholesky(c));
-    const out = await logGaussianDensities(X, means, factors.map((f) => f.factor), factors.map((f) => f.logDet));
+    const out = await logGaussianDensities(engine, X, means, factors.map((f) => f.factor), factors.map((f) => f.logDet));
     const expected = new Float64Array(15 * 2);
     for (let k = 0; k < 2; k++) {
-      const inv = await inverseSPD(covs[k]);
+      const inv = await inverseSPD(engine, covs[k]);
       for (let i = 0; i < 15; i++) {
         const diff = Array.from({ length: d }, (_, j) => X.data[i * d + j] - means.data[k * d + j]);
         let q = 0;
@@ -211,12 +232,12 @@ describe('statistics and decompositions', () => {
     const X = randomMatrix(n, d, 24);
     const means = randomMatrix(2, d, 25, 0.1);
     const A = randomMatrix(d, d, 26, 1 / Math.sqrt(d));
-    const cov = await matmul(A, A, { transB: true });
+    const cov = await engine.matmul(A, A, { transB: true });
     for (let i = 0; i < d; i++) cov.data[i * d + i] += 1;
     const { factor, logDet } = precisionCholesky(cov);
-    const inv = await inverseSPD(cov);
+    const inv = await inverseSPD(engine, cov);
     const logDetCov = logDetSPD(cov);
-    const out = await logGaussianDensities(X, means, [factor, factor], [logDet, logDet]);
+    const out = await logGaussianDensities(engine, X, means, [factor, factor], [logDet, logDet]);
     for (const i of [0, 437, 499]) {
       for (let k = 0; k < 2; k++) {
         const diff = Float64Array.from({ length: d }, (_, j) => X.data[i * d + j] - means.data[k * d + j]);
@@ -230,7 +251,7 @@ describe('statistics and decompositions', () => {
       }
     }
     const w = Float64Array.from({ length: n }, (_, i) => (i % 7) / 7);
-    const scatter = await weightedScatter(X, means.data.subarray(0, d), w.map(Math.sqrt), 1);
+    const scatter = await engine.weightedScatter(X, means.data.subarray(0, d), w.map(Math.sqrt), 1);
     for (const [a, b] of [
       [0, 0],
       [3, 598],
@@ -266,7 +287,7 @@ describe('distances and nearest neighbours', () => {
   it('pairwiseSqDist matches direct differences, across block boundaries', async () => {
     const A = randomMatrix(23, 7, 11, 1, 50);
     const B = randomMatrix(19, 7, 12, 1, 50);
-    const D = await pairwiseSqDist(A, B, { blockRows: 5 });
+    const D = await pairwiseSqDist(engine, A, B, { blockRows: 5 });
     for (let i = 0; i < 23; i++) {
       for (let j = 0; j < 19; j++) {
         let s = 0;
@@ -291,7 +312,7 @@ describe('distances and nearest neighbours', () => {
     for (let c = 1; c <= 10; c++) train.data.copyWithin(c * 16, 0, 16);
     const queries = randomMatrix(60, 16, 14, 1, 3);
     queries.data.set(train.data.subarray(0, 16), 0);
-    const index = new NeighborIndex(train);
+    const index = new NeighborIndex(engine, train);
     const k = 5;
     const res = await index.search(queries, k, { blockRows: 7 });
     expect(res.fallbackRows).toBeGreaterThanOrEqual(1);
@@ -314,7 +335,7 @@ describe('distances and nearest neighbours', () => {
   });
 
   it('NeighborIndex rejects k larger than the indexed rows', async () => {
-    const index = new NeighborIndex(randomMatrix(4, 3, 15));
+    const index = new NeighborIndex(engine, randomMatrix(4, 3, 15));
     await expect(index.search(randomMatrix(2, 3, 16), 5)).rejects.toThrow(/k = 5 .*only 4 rows/);
   });
 });
@@ -323,12 +344,12 @@ describe('k-means++ seeding', () => {
   it('picks one centre per well-separated cluster, reproducibly per seed', async () => {
     const X = randomMatrix(90, 2, 22, 0.1);
     for (let i = 0; i < 90; i++) X.data[i * 2] += (i % 3) * 10;
-    const a = await kmeansPlusPlus(X, 3, createRng(5));
+    const a = await kmeansPlusPlus(engine, X, 3, createRng(5));
     expect(new Set(Array.from(a.indices, (i) => i % 3)).size).toBe(3);
-    const b = await kmeansPlusPlus(X, 3, createRng(5));
+    const b = await kmeansPlusPlus(engine, X, 3, createRng(5));
     expect(Array.from(b.indices)).toEqual(Array.from(a.indices));
     expect(a.potential).toBeLessThan(90 * 0.1);
-    await expect(kmeansPlusPlus(X, 91, createRng(1))).rejects.toThrow(/k must be an integer in 1..90/);
+    await expect(kmeansPlusPlus(engine, X, 91, createRng(1))).rejects.toThrow(/k must be an integer in 1..90/);
   });
 });
 

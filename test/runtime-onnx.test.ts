@@ -4,12 +4,12 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Ajv } from 'ajv';
-import { Container } from 'inversify';
 import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TOKENS, initStudentWeights } from '@transformaly/core';
+import { initStudentWeights, stageResolver, stageSlot } from '@transformaly/core';
 import type { ProgressReporter, ProgressTask, Runtime, Tensor } from '@transformaly/core';
 import runtimePlugin, { CUDA_INSTALL_COMMAND, OnnxRuntime, ortSessionOptions, plugin, resolveSessionSettings, runBatched } from '@transformaly/runtime-onnx';
+import { registerChecks, runtimeChecks } from '@transformaly/testing';
 import { expectClose } from './fixtures/close.js';
 
 const { onnx } = onnxProto;
@@ -325,23 +325,23 @@ describe('CUDA', () => {
 });
 
 describe('plugin', () => {
-  it('binds a singleton Runtime built from the options and the container progress reporter', async () => {
+  it('makes one Runtime per pipeline from the options and the pipeline progress reporter', async () => {
     expect(runtimePlugin).toBe(plugin);
     expect(plugin.name).toBe('@transformaly/runtime-onnx');
+    expect(plugin.aliases).toEqual(['onnx']);
+    // The engine it runs on is recorded with results.
+    expect(plugin.provenance).toEqual({ 'onnxruntime-node': createRequire(import.meta.url)('onnxruntime-node/package.json').version });
     const ajv = new Ajv({ allErrors: true });
-    const validate = ajv.compile(plugin.optionsSchema!);
+    const validate = ajv.compile(plugin.stages.runtime.optionsSchema);
     expect(validate({ threads: 2, device: 'cuda', allowCpuFallback: true, graphOptimizationLevel: 'extended' })).toBe(true);
     expect(validate({ threads: 2, progress: {} })).toBe(false);
     expect(validate({ threads: 0 })).toBe(false);
     expect(validate({ graphOptimizationLevel: 'max' })).toBe(false);
 
     const progress = new RecordingProgress();
-    const container = new Container();
-    container.bind<ProgressReporter>(TOKENS.ProgressReporter).toConstantValue(progress);
-    container.load(plugin.register({ threads: 1, device: 'cuda', allowCpuFallback: true }));
-    const runtime = container.get<Runtime>(TOKENS.Runtime);
+    const resolve = await stageResolver<Runtime>(plugin, stageSlot('runtime'), { threads: 1, device: 'cuda', allowCpuFallback: true }, { progress });
+    const runtime = await resolve();
     expect(runtime).toBeInstanceOf(OnnxRuntime);
-    expect(container.get<Runtime>(TOKENS.Runtime)).toBe(runtime);
     expect(runtime.threads).toBe(1);
     const session = await runtime.createSession({ bytes: buildModel() });
     const x = input(2);
@@ -350,3 +350,7 @@ describe('plugin', () => {
     await runtime.dispose();
   });
 });
+
+// The Runtime contract (a graph computed as written, refusals of bad feeds, sessions released, float64 numerics),
+// through the core's binding of the plugin.
+describe('conformance', () => registerChecks(runtimeChecks({ plugin, options: { threads: 1 } }), it));

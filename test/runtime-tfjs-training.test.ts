@@ -4,15 +4,15 @@
 // failure modes, and the plugins: the runtime stage, and a distiller whose students train on tfjs while the teacher
 // runs on onnxruntime, which must give the detector scores of an all-onnx run.
 import { join } from 'node:path';
-import { Container, ContainerModule } from 'inversify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   Rng,
-  TOKENS,
   compileSchema,
   createPipeline,
   initStudentWeights,
   readSafetensors,
+  stageResolver,
+  stageSlot,
   type AdamSettings,
   type BlockSpec,
   type ImageItem,
@@ -266,24 +266,26 @@ describe('checkpoints and failure modes', () => {
 });
 
 describe('plugins', () => {
-  it('binds the runtime as a singleton with the progress reporter, and validates its options', async () => {
-    const container = new Container();
+  it('makes one runtime per pipeline with the progress reporter, and validates its options', async () => {
     const infos: string[] = [];
-    container.bind(TOKENS.ProgressReporter).toConstantValue({ ...quiet, info: (m: string) => void infos.push(m) });
-    await container.loadAsync(plugin.register({ backend: 'wasm', microBatch: 4 }));
-    const runtime = await container.getAsync<Runtime>(TOKENS.Runtime);
+    const progress = { ...quiet, info: (m: string) => void infos.push(m) };
+    const resolve = await stageResolver<Runtime>(plugin, stageSlot('runtime'), { backend: 'wasm', microBatch: 4 }, { progress });
+    const runtime = await resolve();
     expect(runtime).toBeInstanceOf(TfjsRuntime);
-    expect(await container.getAsync<Runtime>(TOKENS.Runtime)).toBe(runtime);
     expect((runtime as TfjsRuntime).microBatch).toBe(4);
     await (runtime as TfjsRuntime).ready();
     expect(infos.join('\n')).toMatch(/backend wasm/);
     expect(plugin.name).toBe('@transformaly/runtime-tfjs');
+    // One plugin, two stages: the runtime, and the distiller whose students train on tfjs (also the /students entry).
+    expect(Object.keys(plugin.stages)).toEqual(['runtime', 'distiller']);
+    expect(studentsPlugin).toBe(plugin);
+    expect(plugin.aliases).toEqual(['tfjs', 'transformaly-tfjs']);
 
-    const validate = compileSchema(plugin.optionsSchema!);
+    const validate = compileSchema(plugin.stages.runtime.optionsSchema);
     expect(validate({ backend: 'wasm', threads: 2, microBatch: 8 })).toBe(true);
     expect(validate({ backend: 'webgl' })).toBe(false);
     expect(validate({ device: 'cuda' })).toBe(false);
-    const students = compileSchema(studentsPlugin.optionsSchema!);
+    const students = compileSchema(plugin.stages.distiller.optionsSchema);
     expect(students({ blocks: [0, 1], epochs: 2, tfjs: { microBatch: 8 } })).toBe(true);
     expect(students({ tfjs: { backend: 'webgl' } })).toBe(false);
   });
@@ -313,10 +315,8 @@ describe('plugins', () => {
 
   const sourcePlugin: TransformalyPlugin = {
     name: 'synthetic',
-    register: () =>
-      new ContainerModule(({ bind }) => {
-        bind<ImageSource>(TOKENS.ImageSource).toConstantValue(syntheticSource());
-      }),
+    version: '1.0.0',
+    stages: { data: { create: () => syntheticSource() } },
   };
 
   function config(distiller: string, extra: Record<string, unknown> = {}): TransformalyConfig {

@@ -1,9 +1,18 @@
 import { readFileSync } from 'node:fs';
-import { Container } from 'inversify';
-import { describe, expect, it } from 'vitest';
-import { TOKENS, createMatrix, createRng, fromRows, type DensityScorer } from '@transformaly/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createMatrix, createNumericEngine, createRng, fromRows } from '@transformaly/core';
+import { OnnxRuntime } from '@transformaly/runtime-onnx';
 import defaultPlugin, { GmmScorer, plugin } from '@transformaly/scorer-gmm';
+import { densityScorerChecks, registerChecks } from '@transformaly/testing';
 import { expectClose } from './fixtures/close.js';
+
+// The numeric engine a pipeline would hand the scorer, made explicitly: onnxruntime, two threads.
+const runtime = new OnnxRuntime({ threads: 2 });
+const engine = createNumericEngine(runtime);
+afterAll(async () => {
+  await engine.dispose();
+  await runtime.dispose();
+});
 
 interface GmmGolden {
   reg_covar: number;
@@ -53,7 +62,7 @@ function mean(a: Float64Array): number {
 
 describe('GmmScorer against scikit-learn', () => {
   it('from means_init / weights_init / precisions_init follows the same EM iterations', async () => {
-    const scorer = new GmmScorer({ components: 3, init: { means: g.means, weights: g.weights, precisions: g.precisions }, maxIter: g.max_iter, tol: g.tol });
+    const scorer = new GmmScorer(engine, { components: 3, init: { means: g.means, weights: g.weights, precisions: g.precisions }, maxIter: g.max_iter, tol: g.tol });
     await scorer.fit(fromRows(golden.train));
     expect(scorer.fitInfo).toEqual({ lowerBound: expect.any(Number), nIter: g.n_iter, converged: g.converged });
     expectClose([scorer.fitInfo!.lowerBound], [g.lower_bound], 1e-10, 'lower bound');
@@ -75,7 +84,7 @@ describe('GmmScorer against scikit-learn', () => {
     expect(Math.min(...bySeed['2'].map((v) => Math.abs(v - reference)))).toBeGreaterThan(3 * tolerance);
     const X = fromRows(golden.train);
     const fitted = async (components: number, seed: number) => {
-      const scorer = new GmmScorer({ components, nInit: golden.kmeanspp.n_init, seed });
+      const scorer = new GmmScorer(engine, { components, nInit: golden.kmeanspp.n_init, seed });
       await scorer.fit(X);
       expect(scorer.fitInfo!.converged).toBe(true);
       return mean(await scorer.scoreSamples(X));
@@ -91,7 +100,7 @@ describe('GmmScorer against scikit-learn', () => {
   it('is reproducible for a seed, and more restarts never lower the kept lower bound', async () => {
     const X = fromRows(golden.train);
     const fitted = async (options: { nInit: number; seed: number }) => {
-      const s = new GmmScorer({ components: 4, ...options });
+      const s = new GmmScorer(engine, { components: 4, ...options });
       await s.fit(X);
       return s;
     };
@@ -105,23 +114,9 @@ describe('GmmScorer against scikit-learn', () => {
 });
 
 describe('GmmScorer state, degenerate data and errors', () => {
-  it('exportState/importState round-trips to identical scores', async () => {
-    const a = new GmmScorer({ components: 3, seed: 1 });
-    await a.fit(fromRows(golden.train));
-    const state = a.exportState();
-    const b = new GmmScorer({ components: 1 });
-    b.importState({
-      meta: JSON.parse(JSON.stringify(state.meta)),
-      arrays: Object.fromEntries(Object.entries(state.arrays).map(([k, v]) => [k, { dims: [...v.dims], data: Float64Array.from(v.data) }])),
-    });
-    const test = fromRows(golden.test);
-    expect(Array.from(await b.scoreSamples(test))).toEqual(Array.from(await a.scoreSamples(test)));
-    expect(b.fitInfo).toEqual(a.fitInfo);
-  });
-
   it('fewer rows than columns and a constant column: the scores of sklearn from the same start', async () => {
     const f = golden.few_rows_constant_column;
-    const scorer = new GmmScorer({ components: 2, init: f.init, maxIter: f.max_iter, tol: f.tol });
+    const scorer = new GmmScorer(engine, { components: 2, init: f.init, maxIter: f.max_iter, tol: f.tol });
     await scorer.fit(fromRows(f.train));
     expect(scorer.fitInfo).toEqual({ lowerBound: expect.any(Number), nIter: f.n_iter, converged: f.converged });
     expectMatchesSklearn(await scorer.scoreSamples(fromRows(f.test)), f.scores, 'test scores');
@@ -131,34 +126,36 @@ describe('GmmScorer state, degenerate data and errors', () => {
   it('rejects NaN input naming the row and column', async () => {
     const X = fromRows(golden.train);
     X.data[12 * 5 + 4] = Number.NaN;
-    await expect(new GmmScorer({ components: 2 }).fit(X)).rejects.toThrow('GmmScorer.fit: X: NaN at row 12, column 4');
+    await expect(new GmmScorer(engine, { components: 2 }).fit(X)).rejects.toThrow('GmmScorer.fit: X: NaN at row 12, column 4');
   });
 
   it('rejects bad options, too few rows and mismatched init', async () => {
-    expect(() => new GmmScorer({ components: 0 })).toThrow(/options.components: expected a positive integer/);
-    expect(() => new GmmScorer({ components: 2, tol: -1 })).toThrow(/options.tol/);
-    expect(() => new GmmScorer({ components: 3, init: { means: g.means, weights: [0.5, 0.6, 0.1], precisions: g.precisions } })).toThrow(/weights must sum to 1/);
-    expect(() => new GmmScorer({ components: 2, init: { means: g.means, weights: g.weights, precisions: g.precisions } })).toThrow(/means has 3 entries, expected 2/);
-    await expect(new GmmScorer({ components: 5 }).fit(fromRows(golden.train.slice(0, 4)))).rejects.toThrow(/4 rows, fewer than the 5 components/);
+    expect(() => new GmmScorer(engine, { components: 0 })).toThrow(/options.components: expected a positive integer/);
+    expect(() => new GmmScorer(engine, { components: 2, tol: -1 })).toThrow(/options.tol/);
+    expect(() => new GmmScorer(engine, { components: 3, init: { means: g.means, weights: [0.5, 0.6, 0.1], precisions: g.precisions } })).toThrow(/weights must sum to 1/);
+    expect(() => new GmmScorer(engine, { components: 2, init: { means: g.means, weights: g.weights, precisions: g.precisions } })).toThrow(/means has 3 entries, expected 2/);
+    await expect(new GmmScorer(engine, { components: 5 }).fit(fromRows(golden.train.slice(0, 4)))).rejects.toThrow(/4 rows, fewer than the 5 components/);
     const init = { means: g.means.map((m) => m.slice(0, 4)), weights: g.weights, precisions: g.precisions };
-    await expect(new GmmScorer({ components: 3, init }).fit(fromRows(golden.train))).rejects.toThrow(/init.means\[0\] has 4 values, X has 5 columns/);
+    await expect(new GmmScorer(engine, { components: 3, init }).fit(fromRows(golden.train))).rejects.toThrow(/init.means\[0\] has 4 values, X has 5 columns/);
     const notPd = { means: g.means, weights: g.weights, precisions: g.precisions.map((p) => p.map((row) => row.map((v) => -v))) };
-    await expect(new GmmScorer({ components: 3, init: notPd }).fit(fromRows(golden.train))).rejects.toThrow(/init.precisions\[0\].*not positive definite/);
-    await expect(new GmmScorer({ components: 2 }).scoreSamples(fromRows(golden.test))).rejects.toThrow(/not fitted/);
+    await expect(new GmmScorer(engine, { components: 3, init: notPd }).fit(fromRows(golden.train))).rejects.toThrow(/init.precisions\[0\].*not positive definite/);
+    await expect(new GmmScorer(engine, { components: 2 }).scoreSamples(fromRows(golden.test))).rejects.toThrow(/not fitted/);
   });
 });
 
 describe('scorer-gmm plugin', () => {
-  it('is the default and the named export, and binds a fresh scorer per resolution', async () => {
+  it('is the default and the named export, and refuses options the schema cannot check, with the config', () => {
     expect(defaultPlugin).toBe(plugin);
     expect(plugin.name).toBe('@transformaly/scorer-gmm');
-    expect(plugin.optionsSchema).toMatchObject({ type: 'object', additionalProperties: false, required: ['components'] });
-    expect(() => plugin.register({ components: -1 })).toThrow(/components/);
-    const container = new Container();
-    await container.load(plugin.register({ components: 2, nInit: 2 }));
-    const a = container.get<DensityScorer>(TOKENS.DensityScorer);
-    expect(a).toBeInstanceOf(GmmScorer);
-    expect(a).not.toBe(container.get<DensityScorer>(TOKENS.DensityScorer));
-    expect((a as GmmScorer).options.nInit).toBe(2);
+    expect(plugin.aliases).toEqual(['gmm']);
+    expect(plugin.stages.scorer.optionsSchema).toMatchObject({ type: 'object', additionalProperties: false, required: ['components'] });
+    const { checkOptions } = plugin.stages.scorer;
+    expect(() => checkOptions({ components: 2, init: { means: g.means, weights: g.weights, precisions: g.precisions } })).toThrow(/means has 3 entries, expected 2/);
+    expect(() => checkOptions({ components: 3, init: { means: g.means, weights: g.weights, precisions: g.precisions } })).not.toThrow();
   });
 });
+
+// The DensityScorer contract through the core's binding of the plugin, with one and with three components.
+describe('conformance: one component', () => registerChecks(densityScorerChecks({ plugin, options: { components: 1 } }, { numeric: engine }), it));
+describe('conformance: three components, two restarts', () =>
+  registerChecks(densityScorerChecks({ plugin, options: { components: 3, nInit: 2, seed: 5 } }, { numeric: engine }), it));

@@ -1,9 +1,18 @@
 import { readFileSync } from 'node:fs';
-import { Container } from 'inversify';
-import { describe, expect, it } from 'vitest';
-import { TOKENS, createMatrix, createRng, fromRows, type DensityScorer } from '@transformaly/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createMatrix, createNumericEngine, createRng, fromRows } from '@transformaly/core';
+import { OnnxRuntime } from '@transformaly/runtime-onnx';
 import defaultPlugin, { KnnScorer, plugin } from '@transformaly/scorer-knn';
+import { densityScorerChecks, registerChecks } from '@transformaly/testing';
 import { expectClose } from './fixtures/close.js';
+
+// The numeric engine a pipeline would hand the scorer, made explicitly: onnxruntime, two threads.
+const runtime = new OnnxRuntime({ threads: 2 });
+const engine = createNumericEngine(runtime);
+afterAll(async () => {
+  await engine.dispose();
+  await runtime.dispose();
+});
 
 interface KnnGolden {
   train: number[][];
@@ -19,7 +28,7 @@ const expectMatchesSklearn = (ours: Float64Array, sklearn: number[]) => expectCl
 describe('KnnScorer against scikit-learn', () => {
   for (const k of [2, 5] as const) {
     it(`k = ${k}: minus the mean NearestNeighbors(n_neighbors=${k}).kneighbors distance`, async () => {
-      const scorer = new KnnScorer({ k, blockRows: 16 });
+      const scorer = new KnnScorer(engine, { k, blockRows: 16 });
       scorer.fit(fromRows(golden.train));
       const expected = golden[`k${k}`].mean_distance.map((v) => -v);
       expectMatchesSklearn(await scorer.scoreSamples(fromRows(golden.test)), expected);
@@ -27,7 +36,7 @@ describe('KnnScorer against scikit-learn', () => {
   }
 
   it('a query equal to a training row has that row at distance 0, as kneighbors(Y) does', async () => {
-    const scorer = new KnnScorer({ k: 1 });
+    const scorer = new KnnScorer(engine, { k: 1 });
     scorer.fit(fromRows(golden.train));
     const scores = await scorer.scoreSamples(fromRows(golden.train.slice(0, 3)));
     expect(Array.from(scores)).toEqual([0, 0, 0]);
@@ -35,33 +44,22 @@ describe('KnnScorer against scikit-learn', () => {
 });
 
 describe('KnnScorer state, degenerate data and errors', () => {
-  it('exportState/importState round-trips to identical scores', async () => {
-    const a = new KnnScorer({ k: 5 });
-    a.fit(fromRows(golden.train));
-    const state = a.exportState();
-    const b = new KnnScorer();
-    b.importState({ meta: JSON.parse(JSON.stringify(state.meta)), arrays: { train: { dims: [...state.arrays.train.dims], data: Float64Array.from(state.arrays.train.data) } } });
-    expect(b.k).toBe(5);
-    const test = fromRows(golden.test);
-    expect(Array.from(await b.scoreSamples(test))).toEqual(Array.from(await a.scoreSamples(test)));
-  });
-
   it('k larger than the training rows is an error', () => {
-    expect(() => new KnnScorer({ k: 4 }).fit(createMatrix(3, 2))).toThrow('KnnScorer.fit: k = 4 neighbours requested but there are only 3 training rows');
-    expect(() => new KnnScorer({ k: 0 })).toThrow(/options.k: expected a positive integer/);
+    expect(() => new KnnScorer(engine, { k: 4 }).fit(createMatrix(3, 2))).toThrow('KnnScorer.fit: k = 4 neighbours requested but there are only 3 training rows');
+    expect(() => new KnnScorer(engine, { k: 0 })).toThrow(/options.k: expected a positive integer/);
   });
 
   it('rejects NaN input naming the row and column, and wrong widths', async () => {
     const X = fromRows(golden.train);
     X.data[4 * 10 + 6] = Number.NaN;
-    expect(() => new KnnScorer().fit(X)).toThrow('KnnScorer.fit: X: NaN at row 4, column 6');
-    const scorer = new KnnScorer();
+    expect(() => new KnnScorer(engine).fit(X)).toThrow('KnnScorer.fit: X: NaN at row 4, column 6');
+    const scorer = new KnnScorer(engine);
     scorer.fit(fromRows(golden.train));
     const Y = fromRows(golden.test);
     Y.data[10] = Number.NaN;
     await expect(scorer.scoreSamples(Y)).rejects.toThrow('KnnScorer.scoreSamples: Y: NaN at row 1, column 0');
     await expect(scorer.scoreSamples(createMatrix(1, 3))).rejects.toThrow(/3 columns, expected 10/);
-    await expect(new KnnScorer().scoreSamples(createMatrix(1, 3))).rejects.toThrow(/not fitted/);
+    await expect(new KnnScorer(engine).scoreSamples(createMatrix(1, 3))).rejects.toThrow(/not fitted/);
   });
 
   it('duplicated training rows, constant columns and fewer rows than columns give exact, finite scores', async () => {
@@ -73,7 +71,7 @@ describe('KnnScorer state, degenerate data and errors', () => {
     train.data.copyWithin(d, 0, d); // rows 0 and 1 identical
     const queries = createMatrix(6, d);
     for (let i = 0; i < queries.data.length; i++) queries.data[i] = rng.normal();
-    const scorer = new KnnScorer({ k: 3 });
+    const scorer = new KnnScorer(engine, { k: 3 });
     scorer.fit(train);
     const scores = await scorer.scoreSamples(queries);
     for (let q = 0; q < 6; q++) {
@@ -90,15 +88,13 @@ describe('KnnScorer state, degenerate data and errors', () => {
 });
 
 describe('scorer-knn plugin', () => {
-  it('is the default and the named export, and binds a fresh scorer per resolution', async () => {
+  it('is the default and the named export, with a closed options schema', () => {
     expect(defaultPlugin).toBe(plugin);
     expect(plugin.name).toBe('@transformaly/scorer-knn');
-    expect(plugin.optionsSchema).toMatchObject({ type: 'object', additionalProperties: false });
-    const container = new Container();
-    await container.load(plugin.register({ k: 3 }));
-    const a = container.get<DensityScorer>(TOKENS.DensityScorer);
-    expect(a).toBeInstanceOf(KnnScorer);
-    expect(a).not.toBe(container.get<DensityScorer>(TOKENS.DensityScorer));
-    expect((a as KnnScorer).k).toBe(3);
+    expect(plugin.aliases).toEqual(['knn']);
+    expect(plugin.stages.scorer.optionsSchema).toMatchObject({ type: 'object', additionalProperties: false });
   });
 });
+
+// The DensityScorer contract through the core's binding of the plugin; small blocks exercise the blocked search.
+describe('conformance: k = 3, blocks of 5 queries', () => registerChecks(densityScorerChecks({ plugin, options: { k: 3, blockRows: 5 } }, { numeric: engine }), it));

@@ -41,6 +41,7 @@ class TamperingScorer implements DensityScorer {
 
 const scorerPlugin = (name: string, tamper: (scores: Float64Array) => unknown): TransformalyPlugin => ({
   name,
+  version: '1.0.0',
   register: () =>
     new ContainerModule(({ bind }) => {
       bind<DensityScorer>(TOKENS.DensityScorer).toDynamicValue(() => new TamperingScorer(tamper)).inTransientScope();
@@ -114,6 +115,7 @@ describe('stage outputs are checked, naming the stage and the plugin', () => {
     };
     const plugin: TransformalyPlugin = {
       name: 'long-combiner',
+      version: '1.0.0',
       register: () => new ContainerModule(({ bind }) => void bind<FeatureCombiner>(TOKENS.FeatureCombiner).toConstantValue(combiner)),
     };
     const pipeline = await pipelineWith({ combiner: 'long-combiner' }, { 'long-combiner': plugin });
@@ -136,6 +138,7 @@ describe('stage outputs are checked, naming the stage and the plugin', () => {
     };
     const plugin: TransformalyPlugin = {
       name: 'wide-distiller',
+      version: '1.0.0',
       register: () => new ContainerModule(({ bind }) => void bind<Distiller>(TOKENS.Distiller).toConstantValue(distiller)),
     };
     const pipeline = await pipelineWith({ distiller: 'wide-distiller', batchSize: 16 }, { 'wide-distiller': plugin });

@@ -23,11 +23,26 @@ export * from './io/npy.js';
 export { ConsoleProgress, SilentProgress, formatDuration, type ConsoleProgressOptions } from './progress.js';
 export { defineConfig, loadConfigFile, ConfigFileError, CONFIG_FILE_NAMES } from './config/load.js';
 export { ConfigError, type ConfigIssue, compileSchema } from './config/validate.js';
-export { resolveConfig, CONFIG_DEFAULTS, STAGE_SLOTS } from './config/resolve.js';
+export { resolveConfig, CONFIG_DEFAULTS, type Resolution, type LoadedStage, type ResolveOptions } from './config/resolve.js';
+export { STAGE_SLOTS, STAGE_KINDS, STAGE_KIND_NAMES, stageSlot, stateName, type StageSlot, type StagePath, type StageScope } from './stages.js';
 export { coreConfigSchema } from './config/schema.js';
-export { loadPlugin, locatePlugin, isPathReference, PluginError, PLUGIN_ALIASES } from './plugins/loader.js';
+export {
+  loadPlugin,
+  locatePlugin,
+  checkedPlugin,
+  closestNames,
+  knownPluginNames,
+  isPathReference,
+  PluginError,
+  type LoadOptions,
+  type LocatedPlugin,
+} from './plugins/loader.js';
+export { pluginPackage, discoverPlugins, type PluginPackageInfo, type DiscoveredPlugins } from './plugins/packages.js';
+export { definePlugin, isCorePlugin } from './plugins/define.js';
+export { stageModule, registeredModule, providedKinds, stageResolver, type StageDependencies } from './plugins/bind.js';
+export { CONTRACTS, ContractError, checkedStage, stageOwner, stageStateProblem, describeValue, type StageOwner } from './plugins/contract.js';
 export { BUILTIN_PLUGINS } from './plugins/builtins.js';
-export { createPipeline, createPipelineFromFile, Pipeline, type PipelineOptions } from './pipeline/compose.js';
+export { createPipeline, createPipelineFromFile, Pipeline, NUMERIC_FALLBACK, type PipelineOptions } from './pipeline/compose.js';
 export {
   Detector,
   quantile,

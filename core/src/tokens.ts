@@ -9,6 +9,7 @@ export const TOKENS = {
   FeatureCombiner: Symbol.for('transformaly.FeatureCombiner'),
   DensityScorer: Symbol.for('transformaly.DensityScorer'),
   ProgressReporter: Symbol.for('transformaly.ProgressReporter'),
+  NumericEngine: Symbol.for('transformaly.NumericEngine'),
 } as const;
 
 export type TokenName = keyof typeof TOKENS;

@@ -12,6 +12,11 @@ export interface Matrix {
   data: Float32Array | Float64Array;
 }
 
+/** A float64 matrix: what the numeric helpers return. */
+export interface Matrix64 extends Matrix {
+  data: Float64Array;
+}
+
 /** A dense float32 tensor in row-major (C) order, e.g. NCHW pixels or [N, tokens, width] hidden states. */
 export interface Tensor {
   dims: number[];
@@ -132,6 +137,57 @@ export interface Runtime {
   createSession(model: OnnxModel, options?: SessionOptions): Promise<InferenceSession>;
   /** What the engine computes on (backend, adapter, ...), recorded in a run's results.json; may start the engine. */
   describe?(): Promise<JsonObject>;
+  /**
+   * Compiles one of the core's small numeric graphs (float64 products, distances, top-k: see `NumericEngine`) with
+   * this runtime's threads. Absent on a runtime without float64 kernels (tfjs): a pipeline on such a runtime runs its
+   * numerics on the `onnx` runtime plugin instead, and says so.
+   */
+  createNumericSession?(graph: Uint8Array): Promise<NumericSession>;
+  /** Releases every session it created, numeric ones included. */
+  dispose(): Promise<void>;
+}
+
+/** A tensor of the numeric graphs: float64 for the scorers' products, float32 for screening, int64 for shapes and indices. */
+export interface NumericTensor {
+  type: 'float32' | 'float64' | 'int64';
+  dims: number[];
+  data: Float32Array | Float64Array | BigInt64Array;
+}
+
+/** One compiled numeric graph; symbolic dimensions, so one session serves every shape. */
+export interface NumericSession {
+  run(feeds: Record<string, NumericTensor>): Promise<Record<string, NumericTensor>>;
+  dispose(): Promise<void>;
+}
+
+export type FloatType = 'float32' | 'float64';
+
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+  /** Element type of the product (default float64). float32 halves the time at ~1e-7 relative rounding per term. */
+  precision?: FloatType;
+}
+
+/**
+ * The engine behind the numeric helpers (`covariance`, `logGaussianDensities`, `NeighborIndex`, ...): large products
+ * run as small ONNX graphs on the pipeline's runtime, with its threads, and are released with the pipeline. Stages get
+ * it from their context (`ctx.numeric`); a test makes one with `createNumericEngine(runtime)`.
+ */
+export interface NumericEngine {
+  /** Name of the runtime whose kernels run the graphs, e.g. `onnx`. */
+  readonly runtime: string;
+  /** `op(A) * op(B)`; the result is float64 whatever the precision of the product. */
+  matmul(a: Matrix, b: Matrix, options?: MatmulOptions): Promise<Matrix64>;
+  /** For every row x of X and every group g: sum over the group's columns of (x W + offset)^2, an [n, groups] matrix. */
+  groupedSqNorms(X: Matrix, W: Matrix, offset: Float64Array, groups: number, precision?: FloatType): Promise<Matrix64>;
+  /** Per row q of Q: the `k` smallest ||t||^2 - 2 q.t over the rows t of T (ascending) and their row indices. */
+  screenNearest(Q: Matrix, T: Matrix, tn: Float32Array | Float64Array, k: number, precision: FloatType): Promise<{ values: Float64Array; indices: BigInt64Array }>;
+  /** Squared Euclidean distances between the rows of A and B, given their squared row norms. */
+  sqDistWithNorms(A: Matrix, B: Matrix, an: Float64Array, bn: Float64Array, precision?: FloatType): Promise<Matrix64>;
+  /** For K components: sum_i w_ik (x_i - m_k)(x_i - m_k)^T as K concatenated [d, d] matrices (`sqrtWeights` [K, n]). */
+  weightedScatter(X: Matrix, means: Float64Array, sqrtWeights: Float64Array, components: number): Promise<Float64Array>;
+  /** Releases the compiled graphs (they are compiled again on demand). */
   dispose(): Promise<void>;
 }
 
@@ -293,19 +349,79 @@ export interface ProgressReporter {
 // Plugins
 // ---------------------------------------------------------------------------
 
+/** The stages a plugin may provide, by the key it declares them under, and the contract each must implement. */
+export interface StageContracts {
+  data: ImageSource;
+  runtime: Runtime;
+  backbone: Backbone;
+  distiller: Distiller;
+  scorer: DensityScorer;
+  combiner: FeatureCombiner;
+}
+
+export type StageKind = keyof StageContracts;
+
+/** What every stage's `create` gets besides its options. */
+export interface StageContext {
+  /** The config slot this instance serves, e.g. `scorers.finetuned`; for messages. */
+  readonly slot: string;
+  readonly progress: ProgressReporter;
+}
+
+/** The context of each kind of stage: what it may need from the pipeline. */
+export interface StageContexts {
+  data: StageContext;
+  runtime: StageContext;
+  backbone: StageContext & { readonly runtime: Runtime };
+  distiller: StageContext & { readonly runtime: Runtime; readonly backbone: Backbone };
+  scorer: StageContext & { readonly numeric: NumericEngine };
+  combiner: StageContext & { readonly numeric: NumericEngine };
+}
+
+/** One stage of a typed plugin. */
+export interface StageDefinition<K extends StageKind = StageKind, Options = any> {
+  /** JSON schema of the stage's `options` in the config; without it the stage takes no options. */
+  optionsSchema?: JsonSchema;
+  /** One line for `transformaly plugins`, when the plugin's own does not say it. */
+  description?: string;
+  /**
+   * Checks what a schema cannot say (values that must agree with each other); runs with the config's validation, and
+   * what it throws becomes an issue at the stage's `options`.
+   */
+  checkOptions?(options: Options): void;
+  /**
+   * Builds one instance from validated options. The core calls it once per pipeline for data, runtime and backbone,
+   * and once per detector (and feature space) for distillers, scorers and combiners, so fitted state is never shared.
+   */
+  create(options: Options, ctx: StageContexts[K]): StageContracts[K] | Promise<StageContracts[K]>;
+}
+
 /**
- * A plugin is a plain object. `register` receives the options already validated against `optionsSchema`
- * and returns the bindings of its implementations; it never reads the container itself.
+ * A plugin is a plain object with a name, a version and its stages:
+ * `{ name, version, stages: { scorer: { optionsSchema, create(options, ctx) } } }`. The stage key decides the
+ * interface `create` returns. `definePlugin` checks the types; `pluginPackage(import.meta.url)` reads name, version and
+ * aliases from the plugin's package.json.
+ *
+ * The advanced form replaces `stages` by `register(options)`, returning an inversify 8 `ContainerModule` that binds
+ * `TOKENS` itself (options checked against the top-level `optionsSchema`); its author chooses the scopes.
  */
 export interface TransformalyPlugin<Options = any> {
+  /** The package name for a published plugin. */
   name: string;
-  /** The plugin's version, recorded in saved detectors; when absent, that of the package it was loaded from. */
-  version?: string;
-  /** JSON schema of the options the config may give this plugin. */
-  optionsSchema?: JsonSchema;
+  /** Recorded in saved detectors and results; a plugin loaded from a package may leave it to the package.json. */
+  version: string;
   /** One line for `transformaly plugins`. */
   description?: string;
-  register(options: Options): ContainerModule;
+  /** Short names a config may use, e.g. `['gaussian']`; an installed package declares them in its package.json. */
+  aliases?: string[];
+  /** Versions of the engines it runs on (e.g. `{ 'onnxruntime-node': '1.30.0' }`), recorded with results. */
+  provenance?: Record<string, string>;
+  /** The typed form: the stages this plugin provides. */
+  stages?: { [K in StageKind]?: StageDefinition<K> };
+  /** The advanced form: bindings for the core's container. */
+  register?(options: Options): ContainerModule;
+  /** Options schema of the advanced form. */
+  optionsSchema?: JsonSchema;
 }
 
 /**
@@ -363,7 +479,10 @@ export interface TransformalyConfig {
   seed?: number;
   /** Fraction of normal training images held out (best-epoch choice and threshold calibration). */
   validationFraction?: number;
-  /** Decision threshold on the combined normality score, calibrated on held-out normal images. */
+  /**
+   * Decision threshold on the combined normality score: the `quantile` of the held-out normal images' scores, so
+   * about that share of normal images is flagged. (`{ contamination }` is a deprecated name of the same rule.)
+   */
   threshold?: { quantile: number } | { contamination: number };
   /** Where `run` writes `results/<run-id>/`. */
   outputDir?: string;
@@ -384,7 +503,7 @@ export interface ResolvedConfig {
   skipBadFiles: boolean;
   seed: number;
   validationFraction: number;
-  threshold: { quantile: number } | { contamination: number };
+  threshold: { quantile: number };
   outputDir: string;
   plugins: string[];
 }

@@ -3,18 +3,16 @@
 //
 //   scorers: { finetuned: { use: './examples/scorer-ledoit-wolf/index.ts', options: { shrinkage: 0.2 } } }
 //
-// Only the public API of @transformaly/core is used: the DensityScorer contract, the TOKENS to bind, and the numeric
-// engine (products on onnxruntime, Cholesky through ml-matrix).
-import { ContainerModule } from 'inversify';
+// Only the public API of @transformaly/core is used: the DensityScorer contract, `definePlugin`, and the numeric
+// engine the pipeline hands the stage (products on its runtime, Cholesky through ml-matrix).
 import {
-  TOKENS,
+  definePlugin,
   assertCols,
   assertPositiveInteger,
   assertUsableMatrix,
   columnMeans,
   float64Entry,
   logGaussianDensities,
-  matmul,
   metaNumber,
   precisionCholesky,
   rowSqNorms,
@@ -25,8 +23,8 @@ import {
   type JsonSchema,
   type Matrix,
   type Matrix64,
+  type NumericEngine,
   type StageState,
-  type TransformalyPlugin,
 } from '@transformaly/core';
 
 export interface LedoitWolfOptions {
@@ -66,7 +64,10 @@ export class LedoitWolfScorer implements DensityScorer {
   readonly options: Readonly<{ shrinkage: number | null; blockSize: number }>;
   private model: Fitted | null = null;
 
-  constructor(options: LedoitWolfOptions = {}) {
+  constructor(
+    private readonly engine: NumericEngine,
+    options: LedoitWolfOptions = {},
+  ) {
     const { shrinkage, blockSize = DEFAULT_BLOCK_SIZE } = options;
     if (shrinkage !== undefined && !(typeof shrinkage === 'number' && shrinkage >= 0 && shrinkage <= 1)) {
       throw new RangeError(`${WHAT}: options.shrinkage must be a number in [0, 1], got ${JSON.stringify(shrinkage)}`);
@@ -102,7 +103,7 @@ export class LedoitWolfScorer implements DensityScorer {
     let sumFourth = 0;
     for (const block of rowBlocks(X, this.options.blockSize)) {
       const centred = subtractRow(block, location);
-      const product = await matmul(centred, centred, { transA: true });
+      const product = await this.engine.matmul(centred, centred, { transA: true });
       for (let k = 0; k < scatter.length; k++) scatter[k] += product.data[k];
       for (const r of rowSqNorms(centred)) sumFourth += r * r;
     }
@@ -143,7 +144,7 @@ export class LedoitWolfScorer implements DensityScorer {
     let offset = 0;
     for (const block of rowBlocks(Y, this.options.blockSize)) {
       // Centring first keeps ||(y - mu) W||^2 free of cancellation between y W and mu W.
-      const logProb = await logGaussianDensities(subtractRow(block, model.location), zero, [factor], [model.logDet]);
+      const logProb = await logGaussianDensities(this.engine, subtractRow(block, model.location), zero, [factor], [model.logDet]);
       out.set(logProb.data, offset);
       offset += block.rows;
     }
@@ -213,24 +214,25 @@ export const optionsSchema: JsonSchema = {
   additionalProperties: false,
   properties: {
     shrinkage: { type: 'number', minimum: 0, maximum: 1, description: 'fixed shrinkage instead of the Ledoit-Wolf estimate' },
-    blockSize: { type: 'integer', minimum: 1, description: `rows per engine call (default ${DEFAULT_BLOCK_SIZE}); a memory bound only` },
+    blockSize: { type: 'integer', minimum: 1, default: DEFAULT_BLOCK_SIZE, description: 'rows per engine call; a memory bound only' },
   },
 };
 
-export const plugin: TransformalyPlugin<LedoitWolfOptions> = {
+/**
+ * The plugin: a plain object. `create` runs once per detector and feature space, so each gets a fresh, unfitted
+ * scorer; `ctx.numeric` is the pipeline's numeric engine.
+ */
+export const plugin = definePlugin({
   name: 'transformaly-scorer-ledoit-wolf',
+  version: '1.0.0',
+  aliases: ['ledoit-wolf'],
   description: 'Gaussian log-likelihood with a Ledoit-Wolf shrunk covariance (sklearn LedoitWolf)',
-  optionsSchema,
-  register(options) {
-    // Fail at composition, with the rest of the config's problems, rather than at the first fit.
-    void new LedoitWolfScorer(options);
-    return new ContainerModule(({ bind }) => {
-      // Transient: the detector of every protocol case and each feature space gets a fresh, unfitted scorer.
-      bind<DensityScorer>(TOKENS.DensityScorer)
-        .toDynamicValue(() => new LedoitWolfScorer(options))
-        .inTransientScope();
-    });
+  stages: {
+    scorer: {
+      optionsSchema,
+      create: (options: LedoitWolfOptions, ctx) => new LedoitWolfScorer(ctx.numeric, options),
+    },
   },
-};
+});
 
 export default plugin;

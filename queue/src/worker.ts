@@ -292,14 +292,10 @@ async function caseOf(entry: PipelineEntry, runDir: string, caseId: string, expe
 /** Every plugin file the config would load: stages named by path, and extra plugins by path. */
 function pluginFilesOf(config: ResolvedConfig): { where: string; file: string }[] {
   const refs: { where: string; ref: string }[] = [];
-  for (const [key, value] of Object.entries(config)) {
-    if (key === 'scorers' && value && typeof value === 'object') {
-      for (const [space, ref] of Object.entries(value as Record<string, { use?: unknown }>)) {
-        if (typeof ref?.use === 'string') refs.push({ where: `scorers.${space}.use`, ref: ref.use });
-      }
-    } else if (value && typeof value === 'object' && typeof (value as { use?: unknown }).use === 'string') {
-      refs.push({ where: `${key}.use`, ref: (value as { use: string }).use });
-    }
+  for (const slot of STAGE_SLOTS) {
+    const value = slot.path.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), config);
+    const use = value && typeof value === 'object' ? (value as { use?: unknown }).use : undefined;
+    if (typeof use === 'string') refs.push({ where: `${slot.path}.use`, ref: use });
   }
   config.plugins.forEach((ref, i) => refs.push({ where: `plugins[${i}]`, ref }));
   return refs.filter((r) => isPathReference(r.ref)).map((r) => ({ where: r.where, file: r.ref }));

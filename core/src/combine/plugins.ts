@@ -1,29 +1,19 @@
-import { ContainerModule } from 'inversify';
-import { TOKENS } from '../tokens.js';
-import type { FeatureCombiner, TransformalyPlugin } from '../types.js';
+import { corePlugin } from '../plugins/define.js';
+import type { TransformalyPlugin } from '../types.js';
 import { SumCombiner, ZScoreCombiner } from './combiners.js';
 
 export type CombinerOptions = Record<string, never>;
 
 const noOptions = { type: 'object', properties: {}, additionalProperties: false } as const;
 
-function combinerModule(create: () => FeatureCombiner): ContainerModule {
-  // Transient: each resolution gets its own (unfitted) combiner, so cases never share fitted state.
-  return new ContainerModule(({ bind }) => {
-    bind<FeatureCombiner>(TOKENS.FeatureCombiner).toDynamicValue(create).inTransientScope();
-  });
-}
-
-export const sumCombinerPlugin: TransformalyPlugin<CombinerOptions> = {
+export const sumCombinerPlugin: TransformalyPlugin = corePlugin({
   name: 'sum',
   description: 'Feature combiner: sum of the per-space normality scores (the paper)',
-  optionsSchema: noOptions,
-  register: () => combinerModule(() => new SumCombiner()),
-};
+  stages: { combiner: { optionsSchema: noOptions, create: () => new SumCombiner() } },
+});
 
-export const zscoreCombinerPlugin: TransformalyPlugin<CombinerOptions> = {
+export const zscoreCombinerPlugin: TransformalyPlugin = corePlugin({
   name: 'zscore',
   description: 'Feature combiner: per-space scores standardised by their training mean and std, then summed',
-  optionsSchema: noOptions,
-  register: () => combinerModule(() => new ZScoreCombiner()),
-};
+  stages: { combiner: { optionsSchema: noOptions, create: () => new ZScoreCombiner() } },
+});

@@ -1,22 +1,10 @@
 import { resolve } from 'node:path';
-import { isPathReference, locatePlugin, PluginError, probeBindings } from '../plugins/loader.js';
-import { TOKENS, type TokenName } from '../tokens.js';
-import type { JsonSchema, PluginRecord, ResolvedConfig, StageRef, TransformalyPlugin } from '../types.js';
+import { providedKinds } from '../plugins/bind.js';
+import { isPathReference, locatePlugin, PluginError, type LocatedPlugin } from '../plugins/loader.js';
+import { STAGE_KINDS, STAGE_SLOTS, type StagePath, type StageSlot } from '../stages.js';
+import type { JsonSchema, PluginRecord, ProgressReporter, ResolvedConfig, StageKind, StageRef, TransformalyPlugin } from '../types.js';
 import { coreConfigSchema } from './schema.js';
 import { ConfigError, type ConfigIssue, validateAgainst } from './validate.js';
-
-/** The stages a config names, the token each must bind, and what a user calls it. */
-export const STAGE_SLOTS = [
-  { path: 'data', token: 'ImageSource', label: 'an image source' },
-  { path: 'runtime', token: 'Runtime', label: 'a runtime' },
-  { path: 'backbone', token: 'Backbone', label: 'a backbone' },
-  { path: 'distiller', token: 'Distiller', label: 'a distiller' },
-  { path: 'scorers.pretrained', token: 'DensityScorer', label: 'a density scorer' },
-  { path: 'scorers.finetuned', token: 'DensityScorer', label: 'a density scorer' },
-  { path: 'combiner', token: 'FeatureCombiner', label: 'a feature combiner' },
-] as const satisfies readonly { path: string; token: TokenName; label: string }[];
-
-export type StagePath = (typeof STAGE_SLOTS)[number]['path'];
 
 export const CONFIG_DEFAULTS = {
   protocol: { mode: 'unimodal', classes: 'all' },
@@ -38,6 +26,7 @@ export const CONFIG_DEFAULTS = {
 
 export interface LoadedStage {
   path: StagePath;
+  slot: StageSlot;
   ref: StageRef;
   plugin: TransformalyPlugin;
   /** Name, version and origin of the plugin, as a saved detector records it. */
@@ -48,99 +37,164 @@ export interface Resolution {
   config: ResolvedConfig;
   stages: LoadedStage[];
   extraPlugins: { ref: string; plugin: TransformalyPlugin; record: PluginRecord }[];
+  /** The config's folder: where plugins named later (the numeric fallback runtime) are looked up from. */
+  baseDir: string;
+}
+
+export interface ResolveOptions {
+  file: string;
+  baseDir: string;
+  builtins: ReadonlyMap<string, TransformalyPlugin>;
+  /** Receives deprecation warnings; without it they go to `process.emitWarning`. */
+  progress?: ProgressReporter;
 }
 
 /**
  * Validates a raw config against the core schema and each named plugin's options schema, loads those plugins, and
- * fills in defaults. Every problem found is reported at once in one ConfigError.
+ * fills in defaults. Every problem found, a value of the wrong type included, is reported at once in one ConfigError.
  */
-export async function resolveConfig(
-  raw: unknown,
-  options: { file: string; baseDir: string; builtins: ReadonlyMap<string, TransformalyPlugin> },
-): Promise<Resolution> {
+export async function resolveConfig(raw: unknown, options: ResolveOptions): Promise<Resolution> {
   const data = cloneConfig(raw, options.file);
   const issues: ConfigIssue[] = validateAgainst(coreConfigSchema, data, '', options.baseDir);
   const config = withDefaults(data, options.baseDir);
-  const stages: LoadedStage[] = [];
-  for (const slot of STAGE_SLOTS) {
-    const ref = get(config, slot.path) as StageRef | false | undefined;
-    if (!ref || typeof ref !== 'object' || typeof ref.use !== 'string') continue;
-    const useRef = ref.use;
-    let plugin: TransformalyPlugin;
-    let record: PluginRecord;
-    try {
-      ({ plugin, record } = await locatePlugin(useRef, options));
-    } catch (error) {
-      issues.push({ path: `${slot.path}.use`, found: useRef, expected: `a loadable plugin (${messageOf(error)})` });
-      continue;
-    }
-    // A saved detector's config is reused from other folders (`transformaly score`): keep plugin files findable.
-    if (isPathReference(useRef)) ref.use = resolve(options.baseDir, useRef);
-    const pluginOptions = (ref.options ??= {});
-    const schema = strictOptionsSchema(plugin.optionsSchema);
-    let optionIssues: ConfigIssue[];
-    try {
-      optionIssues = validateAgainst(schema, pluginOptions, `${slot.path}.options`, options.baseDir);
-    } catch (error) {
-      issues.push({ path: `${slot.path}.use`, found: useRef, expected: `a plugin whose optionsSchema is a valid JSON schema ("${plugin.name}": ${messageOf(error)})` });
-      continue;
-    }
-    issues.push(...optionIssues);
-    if (optionIssues.length > 0) continue;
-    try {
-      const bound = await probeBindings(useRef, plugin, pluginOptions);
-      if (!bound.includes(slot.token)) {
-        issues.push({
-          path: `${slot.path}.use`,
-          found: useRef,
-          expected: `a plugin that provides ${slot.label}, but "${plugin.name}" binds ${bound.length ? bound.join(', ') : 'nothing'}`,
-        });
-        continue;
-      }
-    } catch (error) {
-      issues.push({ path: `${slot.path}.use`, found: useRef, expected: `a plugin that registers cleanly (${messageOf(error)})` });
-      continue;
-    }
-    stages.push({ path: slot.path, ref, plugin, record });
-  }
+  deprecations(config, options);
+
+  // The config's `plugins` first: their names and aliases may be used by the stages below.
+  const named = new Map<string, LocatedPlugin>();
   const extraPlugins: Resolution['extraPlugins'] = [];
-  for (const [i, ref] of (config.plugins ?? []).entries()) {
-    if (typeof ref !== 'string') continue;
+  for (const [i, ref] of config.plugins.entries()) {
     try {
-      const { plugin, record } = await locatePlugin(ref, options);
+      const { plugin, record } = await locatePlugin(ref, { baseDir: options.baseDir, builtins: options.builtins });
       if (isPathReference(ref)) config.plugins[i] = resolve(options.baseDir, ref);
-      const bound = await probeBindings(ref, plugin, {});
-      if (bound.length === 0) throw new PluginError(ref, `binds nothing (expected it to bind one of ${Object.keys(TOKENS).join(', ')})`);
+      const kinds = plugin.register ? await providedKinds(plugin, {}) : Object.keys(plugin.stages ?? {});
+      if (kinds.length === 0) throw new PluginError(ref, `provides nothing (expected at least one of the stages ${Object.keys(STAGE_KINDS).join(', ')})`);
+      for (const name of [plugin.name, ...(plugin.aliases ?? [])]) if (!options.builtins.has(name) && !named.has(name)) named.set(name, { plugin, record });
       extraPlugins.push({ ref, plugin, record });
     } catch (error) {
       issues.push({ path: `plugins[${i}]`, found: ref, expected: `a loadable plugin (${messageOf(error)})` });
     }
   }
+
+  const stages: LoadedStage[] = [];
+  for (const slot of STAGE_SLOTS) {
+    const ref = get(config, slot.path);
+    if (!isObject(ref) || typeof ref.use !== 'string') continue;
+    const stage = await loadStage(slot, ref as StageRef, named, options, issues);
+    if (stage) stages.push(stage);
+  }
   if (issues.length > 0) throw new ConfigError(options.file, issues);
-  return { config, stages, extraPlugins };
+  return { config, stages, extraPlugins, baseDir: options.baseDir };
+}
+
+async function loadStage(
+  slot: StageSlot,
+  ref: StageRef,
+  named: ReadonlyMap<string, LocatedPlugin>,
+  options: ResolveOptions,
+  issues: ConfigIssue[],
+): Promise<LoadedStage | undefined> {
+  const useRef = ref.use;
+  const at = `${slot.path}.use`;
+  let plugin: TransformalyPlugin;
+  let record: PluginRecord;
+  try {
+    ({ plugin, record } = named.get(useRef) ?? (await locatePlugin(useRef, { baseDir: options.baseDir, builtins: options.builtins })));
+  } catch (error) {
+    issues.push({ path: at, found: useRef, expected: `a loadable plugin (${messageOf(error)})` });
+    return undefined;
+  }
+  // A saved detector's config is reused from other folders (`transformaly score`): keep plugin files findable.
+  if (isPathReference(useRef)) ref.use = resolve(options.baseDir, useRef);
+  const label = STAGE_KINDS[slot.kind].label;
+  if (plugin.stages && !plugin.stages[slot.kind]) {
+    issues.push({ path: at, found: useRef, expected: `a plugin that provides ${label}, but "${plugin.name}" provides ${describeKinds(Object.keys(plugin.stages) as StageKind[])}` });
+    return undefined;
+  }
+  if (ref.options === undefined) ref.options = {};
+  // A wrong type here is already an issue of the core schema.
+  if (!isObject(ref.options)) return undefined;
+  const schema = strictOptionsSchema(plugin.stages ? plugin.stages[slot.kind]!.optionsSchema : plugin.optionsSchema);
+  let optionIssues: ConfigIssue[];
+  try {
+    optionIssues = validateAgainst(schema, ref.options, `${slot.path}.options`, options.baseDir);
+  } catch (error) {
+    issues.push({ path: at, found: useRef, expected: `a plugin whose optionsSchema is a valid JSON schema ("${plugin.name}": ${messageOf(error)})` });
+    return undefined;
+  }
+  issues.push(...optionIssues);
+  if (optionIssues.length > 0) return undefined;
+  const check = plugin.stages?.[slot.kind]?.checkOptions;
+  if (check) {
+    try {
+      (check as (o: unknown) => void)(ref.options);
+    } catch (error) {
+      issues.push({ path: `${slot.path}.options`, found: ref.options, expected: `options "${plugin.name}" accepts: ${messageOf(error)}` });
+      return undefined;
+    }
+  }
+  if (plugin.register) {
+    try {
+      const kinds = await providedKinds(plugin, ref.options);
+      if (!kinds.includes(slot.kind)) {
+        issues.push({ path: at, found: useRef, expected: `a plugin that provides ${label}, but "${plugin.name}" provides ${describeKinds(kinds)}` });
+        return undefined;
+      }
+    } catch (error) {
+      issues.push({ path: at, found: useRef, expected: `a plugin that registers cleanly (${messageOf(error)})` });
+      return undefined;
+    }
+  }
+  return { path: slot.path, slot, ref, plugin, record };
+}
+
+function describeKinds(kinds: StageKind[]): string {
+  return kinds.length === 0 ? 'nothing' : kinds.map((k) => STAGE_KINDS[k].label).join(', ');
+}
+
+/** Renamed settings that still work, with a warning naming the config path and the new spelling. */
+function deprecations(config: ResolvedConfig, options: ResolveOptions): void {
+  const threshold = config.threshold as { quantile?: unknown; contamination?: unknown };
+  if (isObject(threshold) && 'contamination' in threshold && typeof threshold.contamination === 'number' && !('quantile' in threshold)) {
+    const q = threshold.contamination;
+    warn(
+      options,
+      `${options.file}: threshold.contamination is deprecated; it means the held-out quantile (the share of normal images ` +
+        `flagged), not PyOD's share of outliers in the training data. Write threshold: { quantile: ${q} }.`,
+    );
+    config.threshold = { quantile: q };
+  }
+}
+
+function warn(options: ResolveOptions, message: string): void {
+  if (options.progress) options.progress.warn(message);
+  else process.emitWarning(message, 'DeprecationWarning');
 }
 
 /** Unknown keys are errors in plugin options too, unless the plugin's schema explicitly allows them. */
 function strictOptionsSchema(schema: JsonSchema | undefined): JsonSchema {
-  const base = schema ?? { type: 'object', properties: {}, additionalProperties: false };
+  const base = schema ?? NO_OPTIONS;
   if (base.type === 'object' && !('additionalProperties' in base) && !('unevaluatedProperties' in base)) {
     return strictCache.get(base) ?? strictCache.set(base, { ...base, additionalProperties: false }).get(base)!;
   }
   return base;
 }
+const NO_OPTIONS: JsonSchema = { type: 'object', properties: {}, additionalProperties: false };
 const strictCache = new WeakMap<JsonSchema, JsonSchema>();
 
+/** Defaults where the config says nothing; a value of the wrong type is left for the issues, never used. */
 function withDefaults(data: Record<string, any>, baseDir: string): ResolvedConfig {
   const d = structuredClone(CONFIG_DEFAULTS) as Record<string, any>;
-  const out: Record<string, any> = { ...d, ...data };
-  out.protocol = { ...d.protocol, ...(data.protocol ?? {}) };
-  out.scorers = { ...d.scorers, ...(data.scorers ?? {}) };
+  const given = Object.fromEntries(Object.entries(data).filter(([, v]) => v !== undefined));
+  const out: Record<string, any> = { ...d, ...given };
+  out.protocol = isObject(data.protocol) ? { ...d.protocol, ...data.protocol } : d.protocol;
+  out.scorers = isObject(data.scorers) ? { ...d.scorers, ...data.scorers } : d.scorers;
   for (const slot of STAGE_SLOTS) {
     const value = get(out, slot.path);
     if (typeof value === 'string') set(out, slot.path, { use: value });
   }
+  if (!Array.isArray(out.plugins) || !out.plugins.every((p: unknown) => typeof p === 'string')) out.plugins = [];
   // Paths given in the config are relative to the config file, defaults to it too.
-  out.outputDir = resolve(baseDir, out.outputDir);
+  out.outputDir = resolve(baseDir, typeof out.outputDir === 'string' ? out.outputDir : d.outputDir);
   return out as ResolvedConfig;
 }
 
@@ -155,8 +209,12 @@ function cloneConfig(raw: unknown, file: string): Record<string, any> {
   }
 }
 
+function isObject(value: unknown): value is Record<string, any> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 function get(obj: Record<string, any>, path: string): unknown {
-  return path.split('.').reduce<any>((o, k) => o?.[k], obj);
+  return path.split('.').reduce<any>((o, k) => (isObject(o) ? o[k] : undefined), obj);
 }
 
 function set(obj: Record<string, any>, path: string, value: unknown): void {

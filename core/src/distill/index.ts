@@ -3,7 +3,7 @@ export { TransformalyDistiller } from './distiller.js';
 export { trainStudents, type TrainingLoopSettings, type TrainedStudents } from './training-loop.js';
 export { streamTeacherTaps, type BlockTap, type TapBatch, type TapSource } from './taps.js';
 export { distillerPlugin } from './plugin.js';
-export { distillerOptionsSchema, selectBlocks, type BlockSelection, type DistillerOptions, type ResolvedDistillerOptions } from './options.js';
+export { distillerOptionsSchema, resolveDistillerOptions, selectBlocks, type BlockSelection, type DistillerOptions, type ResolvedDistillerOptions } from './options.js';
 export {
   checkAdamSettings,
   checkBlockSpec,

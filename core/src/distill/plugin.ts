@@ -1,24 +1,20 @@
-import { ContainerModule } from 'inversify';
-import { TOKENS } from '../tokens.js';
-import type { Distiller, ProgressReporter, Runtime, TransformalyPlugin } from '../types.js';
+import { corePlugin } from '../plugins/define.js';
+import type { TransformalyPlugin } from '../types.js';
 import { TransformalyDistiller } from './distiller.js';
-import { distillerOptionsSchema, type DistillerOptions } from './options.js';
+import { distillerOptionsSchema, resolveDistillerOptions, type DistillerOptions } from './options.js';
 
 /**
- * The `transformaly` distiller stage. Transient: each protocol case resolves a fresh, unfitted distiller. Resolving it
- * fails with a clear error when the configured runtime cannot train students.
+ * The `transformaly` distiller stage: a fresh, unfitted distiller per detector. Creating it fails with a clear error
+ * when the configured runtime cannot train students.
  */
-export const distillerPlugin: TransformalyPlugin<DistillerOptions> = {
+export const distillerPlugin: TransformalyPlugin = corePlugin({
   name: 'transformaly',
   description: 'Distiller: a student per selected ViT block trained to reproduce the frozen teacher block (Transformaly fine-tuned features)',
-  optionsSchema: distillerOptionsSchema,
-  register: (options) =>
-    new ContainerModule(({ bind }) => {
-      bind<Distiller>(TOKENS.Distiller)
-        .toResolvedValue(
-          (runtime: Runtime, progress: ProgressReporter) => new TransformalyDistiller(options, runtime, progress),
-          [TOKENS.Runtime, TOKENS.ProgressReporter],
-        )
-        .inTransientScope();
-    }),
-};
+  stages: {
+    distiller: {
+      optionsSchema: distillerOptionsSchema,
+      checkOptions: (options: DistillerOptions) => void resolveDistillerOptions(options),
+      create: (options: DistillerOptions, ctx) => new TransformalyDistiller(options, ctx.runtime, ctx.progress),
+    },
+  },
+});

@@ -1,5 +1,4 @@
-import type { Matrix } from '../types.js';
-import { screenNearest, sqDistWithNorms, type FloatType } from './engine.js';
+import type { FloatType, Matrix, NumericEngine } from '../types.js';
 import { asFloat64, columnMeans, rowSqNorms, type Matrix64 } from './matrix.js';
 
 export interface SqDistOptions {
@@ -22,6 +21,7 @@ function sliceRows(m: Matrix64, start: number, end: number): Matrix64 {
  * the block. Both inputs are centred on B's mean first, which shrinks the norms and so the cancellation error.
  */
 export async function forEachSqDistBlock(
+  engine: NumericEngine,
   A: Matrix,
   B: Matrix,
   fn: (block: Matrix64, rowStart: number) => void | Promise<void>,
@@ -36,15 +36,15 @@ export async function forEachSqDistBlock(
   for (let start = 0; start < A.rows; start += blockRows) {
     const end = Math.min(A.rows, start + blockRows);
     const Ac = centre(sliceRows(asFloat64(A), start, end), mean);
-    const block = await sqDistWithNorms(Ac, Bc, rowSqNorms(Ac), bn, options.precision ?? 'float64');
+    const block = await engine.sqDistWithNorms(Ac, Bc, rowSqNorms(Ac), bn, options.precision ?? 'float64');
     await fn(block, start);
   }
 }
 
 /** The full [A.rows, B.rows] squared distance matrix (computed in blocks). */
-export async function pairwiseSqDist(A: Matrix, B: Matrix, options: SqDistOptions = {}): Promise<Matrix64> {
+export async function pairwiseSqDist(engine: NumericEngine, A: Matrix, B: Matrix, options: SqDistOptions = {}): Promise<Matrix64> {
   const out = new Float64Array(A.rows * B.rows);
-  await forEachSqDistBlock(A, B, (block, start) => out.set(block.data, start * B.rows), options);
+  await forEachSqDistBlock(engine, A, B, (block, start) => out.set(block.data, start * B.rows), options);
   return { rows: A.rows, cols: B.rows, data: out };
 }
 
@@ -118,7 +118,10 @@ export class NeighborIndex {
   private scratchVals = new Float64Array(0);
   private scratchPos = new Int32Array(0);
 
-  constructor(rows: Matrix) {
+  constructor(
+    private readonly engine: NumericEngine,
+    rows: Matrix,
+  ) {
     const X = asFloat64(rows);
     this.size = X.rows;
     this.dim = X.cols;
@@ -169,7 +172,7 @@ export class NeighborIndex {
         qNorms[i] = Math.sqrt(s);
       }
       const Qb: Matrix = { rows, cols: d, data: rows * d === block.length ? block : block.subarray(0, rows * d) };
-      const { values, indices: screened } = await screenNearest(Qb, T32, this.norms32, kk, 'float32');
+      const { values, indices: screened } = await this.engine.screenNearest(Qb, T32, this.norms32, kk, 'float32');
       for (let i = 0; i < rows; i++) {
         const q = start + i;
         const base = i * kk;
@@ -230,7 +233,7 @@ export class NeighborIndex {
       const block = new Float64Array((end - start) * d);
       for (let i = start; i < end; i++) for (let j = 0; j < d; j++) block[(i - start) * d + j] = Q.data[rows[i] * d + j] - this.mean[j];
       const A: Matrix64 = { rows: end - start, cols: d, data: block };
-      const D = await sqDistWithNorms(A, this.centred64, rowSqNorms(A), tNorms, 'float64');
+      const D = await this.engine.sqDistWithNorms(A, this.centred64, rowSqNorms(A), tNorms, 'float64');
       for (let i = start; i < end; i++) {
         const q = rows[i];
         selectSmallest(D.data, (i - start) * this.size, (i - start + 1) * this.size, k, bestVals, bestPos);

@@ -1,5 +1,5 @@
-import type { Matrix } from '../types.js';
-import { INTERMEDIATE_BUDGET, componentsPerCall, groupedSqNorms } from './engine.js';
+import type { Matrix, NumericEngine } from '../types.js';
+import { INTERMEDIATE_BUDGET, componentsPerCall } from './engine.js';
 import { vecMat, type Matrix64 } from './matrix.js';
 
 const LOG_2PI = Math.log(2 * Math.PI);
@@ -9,7 +9,9 @@ const LOG_2PI = Math.log(2 * Math.PI);
  * covariance_k^{-1} = W_k W_k^T (`factors[k]`, sklearn's `precisions_cholesky_`) and `logDets[k]` = sum(log(diag(W_k))).
  * The Mahalanobis terms ||x W_k - mean_k W_k||^2 of several components come from one engine product per block of rows.
  */
-export async function logGaussianDensities(X: Matrix, means: Matrix, factors: readonly Matrix[], logDets: ArrayLike<number>): Promise<Matrix64> {
+export async function logGaussianDensities(
+  engine: NumericEngine,
+  X: Matrix, means: Matrix, factors: readonly Matrix[], logDets: ArrayLike<number>): Promise<Matrix64> {
   const K = means.rows;
   const d = means.cols;
   if (X.cols !== d) throw new RangeError(`logGaussianDensities: X has ${X.cols} columns, the means have ${d}`);
@@ -37,7 +39,7 @@ export async function logGaussianDensities(X: Matrix, means: Matrix, factors: re
     for (let start = 0; start < n; start += blockRows) {
       const end = Math.min(n, start + blockRows);
       const block: Matrix = start === 0 && end === n ? X : { rows: end - start, cols: d, data: X.data.subarray(start * d, end * d) };
-      const S = await groupedSqNorms(block, Wm, offset, G);
+      const S = await engine.groupedSqNorms(block, Wm, offset, G);
       for (let i = 0; i < end - start; i++) {
         for (let g = 0; g < G; g++) out[(start + i) * K + k0 + g] = -0.5 * (constant + S.data[i * G + g]) + logDets[k0 + g];
       }

@@ -4,7 +4,9 @@ import onnxProto from 'onnx-proto';
 
 const { onnx } = onnxProto;
 
-export type FloatType = 'float32' | 'float64';
+import type { FloatType } from '../types.js';
+
+export type { FloatType };
 
 type Dim = number | string;
 type AttrValue = number | number[];

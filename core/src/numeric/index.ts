@@ -12,19 +12,8 @@ export {
   subtractRow,
   rowSqNorms,
   vecMat,
-  type Matrix64,
 } from './matrix.js';
-export {
-  setNumericThreads,
-  getNumericThreads,
-  disposeNumeric,
-  matmul,
-  groupedSqNorms,
-  weightedScatter,
-  componentsPerCall,
-  type MatmulOptions,
-  type FloatType,
-} from './engine.js';
+export { createNumericEngine, offersNumerics, componentsPerCall, INTERMEDIATE_BUDGET, type NumericRuntime } from './engine.js';
 export { covariance, logsumexpRows, type CovarianceOptions } from './stats.js';
 export { logGaussianDensities } from './gaussian.js';
 export {

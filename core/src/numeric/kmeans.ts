@@ -1,4 +1,4 @@
-import type { Matrix } from '../types.js';
+import type { Matrix, NumericEngine } from '../types.js';
 import { pairwiseSqDist } from './distance.js';
 import { selectRows } from './matrix.js';
 import type { Rng } from './rng.js';
@@ -15,13 +15,13 @@ export interface KmeansPlusPlusResult {
  * `localTrials` (default 2 + floor(ln k)) candidates drawn proportionally to the squared distance to the closest
  * centre so far, keeping the candidate that lowers the potential most. Distances come from engine products.
  */
-export async function kmeansPlusPlus(X: Matrix, k: number, rng: Rng, options: { localTrials?: number } = {}): Promise<KmeansPlusPlusResult> {
+export async function kmeansPlusPlus(engine: NumericEngine, X: Matrix, k: number, rng: Rng, options: { localTrials?: number } = {}): Promise<KmeansPlusPlusResult> {
   const n = X.rows;
   if (!Number.isInteger(k) || k < 1 || k > n) throw new RangeError(`kmeansPlusPlus: k must be an integer in 1..${n} (the number of rows), got ${k}`);
   const trials = options.localTrials ?? 2 + Math.floor(Math.log(k));
   const indices = new Int32Array(k);
   indices[0] = rng.int(n);
-  let closest = (await pairwiseSqDist(selectRows(X, [indices[0]]), X)).data;
+  let closest = (await pairwiseSqDist(engine, selectRows(X, [indices[0]]), X)).data;
   let potential = sum(closest);
   const cumulative = new Float64Array(n);
   for (let c = 1; c < k; c++) {
@@ -29,7 +29,7 @@ export async function kmeansPlusPlus(X: Matrix, k: number, rng: Rng, options: { 
     for (let i = 0; i < n; i++) cumulative[i] = acc += closest[i];
     const candidates: number[] = [];
     for (let t = 0; t < trials; t++) candidates.push(Math.min(n - 1, searchSorted(cumulative, rng.next() * potential)));
-    const D = await pairwiseSqDist(selectRows(X, candidates), X);
+    const D = await pairwiseSqDist(engine, selectRows(X, candidates), X);
     let best = -1;
     let bestPotential = Infinity;
     let bestRow: Float64Array | null = null;

@@ -1,8 +1,7 @@
 // Decompositions of small dense matrices (d x d with d up to a few thousand): ml-matrix for Cholesky and the symmetric
 // eigen-decomposition, flat-array triangular inversion, engine products where the work is cubic.
 import { CholeskyDecomposition, EigenvalueDecomposition, Matrix as MlMatrix } from 'ml-matrix';
-import type { Matrix } from '../types.js';
-import { matmul } from './engine.js';
+import type { Matrix, NumericEngine } from '../types.js';
 import type { Matrix64 } from './matrix.js';
 
 export class NotPositiveDefiniteError extends Error {
@@ -117,9 +116,9 @@ export function logDetSPD(a: Matrix, what = 'logDetSPD'): number {
 }
 
 /** Inverse of a symmetric positive-definite matrix: (L^{-1})^T L^{-1}, the product on the engine. */
-export async function inverseSPD(a: Matrix, what = 'inverseSPD'): Promise<Matrix64> {
+export async function inverseSPD(engine: NumericEngine, a: Matrix, what = 'inverseSPD'): Promise<Matrix64> {
   const M = invertLowerTriangular(cholesky(a, what), what);
-  return matmul(M, M, { transA: true });
+  return engine.matmul(M, M, { transA: true });
 }
 
 export interface SymmetricEigen {

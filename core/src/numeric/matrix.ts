@@ -1,9 +1,6 @@
-import type { Matrix } from '../types.js';
+import type { Matrix, Matrix64 } from '../types.js';
 
-/** A float64 matrix; every helper of this module returns this form. */
-export interface Matrix64 extends Matrix {
-  data: Float64Array;
-}
+export type { Matrix64 };
 
 /** A `rows` x `cols` float64 matrix, zero-filled or wrapping `data` (not copied). */
 export function createMatrix(rows: number, cols: number, data?: Float64Array): Matrix64 {

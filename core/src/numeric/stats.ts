@@ -1,5 +1,4 @@
-import type { Matrix } from '../types.js';
-import { matmul } from './engine.js';
+import type { Matrix, NumericEngine } from '../types.js';
 import { columnMeans, subtractRow, type Matrix64 } from './matrix.js';
 
 export interface CovarianceOptions {
@@ -13,13 +12,13 @@ export interface CovarianceOptions {
  * Column means and the covariance matrix. The data are centred first and the product (X - mean)^T (X - mean) runs on
  * the engine in float64, which keeps the accuracy of the two-pass formula.
  */
-export async function covariance(X: Matrix, options: CovarianceOptions = {}): Promise<{ mean: Float64Array; covariance: Matrix64 }> {
+export async function covariance(engine: NumericEngine, X: Matrix, options: CovarianceOptions = {}): Promise<{ mean: Float64Array; covariance: Matrix64 }> {
   const ddof = options.ddof ?? 0;
   const mean = options.mean ?? columnMeans(X);
   const divisor = X.rows - ddof;
   if (divisor <= 0) throw new RangeError(`covariance: ${X.rows} rows with ddof ${ddof} leave no degrees of freedom`);
   const centred = subtractRow(X, mean);
-  const cov = await matmul(centred, centred, { transA: true });
+  const cov = await engine.matmul(centred, centred, { transA: true });
   const d = cov.rows;
   const c = cov.data;
   // The engine's blocked product need not be bit-symmetric; mirror the lower triangle.

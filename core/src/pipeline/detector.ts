@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { batches, createPreprocessor, heldOutSplit } from '../data/index.js';
 import { seededPermutation } from '../numeric/rng.js';
 import { writeDetectorFolder, type LoadedDetector } from '../persistence/index.js';
+import { STAGE_KINDS, STAGE_SLOTS, stateName } from '../stages.js';
 import type {
   Backbone,
   DensityScorer,
@@ -17,7 +18,6 @@ import type {
   StageState,
   Tensor,
 } from '../types.js';
-import { packageVersions } from './versions.js';
 
 /** The fitted parts of a detector; `distiller` and `scorers.finetuned` are absent for the pre-trained space alone. */
 export interface DetectorParts {
@@ -32,17 +32,19 @@ export interface DetectorProvenance {
   config: ResolvedConfig;
   /** By stage path (`backbone`, `scorers.pretrained`, ...) and `plugins.<i>` for the config's extra plugins. */
   plugins: Record<string, PluginRecord>;
+  /** Versions of Node, the core and the plugin packages in use, with their engines (`pipeline.packageVersions()`). */
+  packages: Record<string, string>;
 }
 
 /** The stages whose fitted state a detector folder holds, by their path in the config. */
-const STATEFUL_STAGES = ['distiller', 'scorers.pretrained', 'scorers.finetuned', 'combiner'] as const;
+const STATEFUL_STAGES = STAGE_SLOTS.filter((s) => STAGE_KINDS[s.kind].scope === 'detector').map((s) => s.path);
 
 export interface DetectorSettings {
   batchSize: number;
   skipBadFiles: boolean;
   seed: number;
   validationFraction: number;
-  threshold: { quantile: number } | { contamination: number };
+  threshold: { quantile: number };
 }
 
 /** One score per image and feature space; `combined` is the detector's normality score (higher = more normal). */
@@ -134,7 +136,7 @@ export class Detector {
       this.progress.warn('no held-out images (validationFraction is 0): the threshold is calibrated on the training images themselves');
       calibration = this.parts.combiner.combine(trainScores);
     }
-    this.threshold = quantile(calibration, 'quantile' in this.settings.threshold ? this.settings.threshold.quantile : this.settings.threshold.contamination);
+    this.threshold = quantile(calibration, this.settings.threshold.quantile);
     const t3 = performance.now();
     return {
       fitImages: features.ids.length,
@@ -167,7 +169,7 @@ export class Detector {
     const info = this.parts.backbone.info;
     await writeDetectorFolder(dir, {
       config: this.provenance.config as unknown as JsonObject,
-      packages: await packageVersions(),
+      packages: this.provenance.packages,
       plugins: this.provenance.plugins,
       stages: this.exportStates(),
       extra: { ...extra, backbone: { id: info.id, sha256: info.sha256, untrained: info.untrained } },
@@ -210,12 +212,12 @@ export class Detector {
   exportStates(): Record<string, StageState> {
     const states: Record<string, StageState> = {
       detector: { meta: { threshold: this.threshold ?? null, spaces: this.spaces }, arrays: {} },
-      'scorer-pretrained': this.parts.scorers.pretrained.exportState(),
-      combiner: this.parts.combiner.exportState(),
+      [stateName('scorers.pretrained')]: this.parts.scorers.pretrained.exportState(),
+      [stateName('combiner')]: this.parts.combiner.exportState(),
     };
     if (this.parts.distiller) {
-      states.distiller = this.parts.distiller.exportState();
-      states['scorer-finetuned'] = this.parts.scorers.finetuned!.exportState();
+      states[stateName('distiller')] = this.parts.distiller.exportState();
+      states[stateName('scorers.finetuned')] = this.parts.scorers.finetuned!.exportState();
     }
     return states;
   }
@@ -231,11 +233,11 @@ export class Detector {
     if (JSON.stringify(spaces) !== JSON.stringify(this.spaces)) {
       throw new Error(`the saved detector uses the feature spaces [${spaces}] but this configuration has [${this.spaces}]`);
     }
-    this.parts.scorers.pretrained.importState(need('scorer-pretrained'));
-    this.parts.combiner.importState(need('combiner'));
+    this.parts.scorers.pretrained.importState(need(stateName('scorers.pretrained')));
+    this.parts.combiner.importState(need(stateName('combiner')));
     if (this.parts.distiller) {
-      this.parts.distiller.importState(need('distiller'));
-      this.parts.scorers.finetuned!.importState(need('scorer-finetuned'));
+      this.parts.distiller.importState(need(stateName('distiller')));
+      this.parts.scorers.finetuned!.importState(need(stateName('scorers.finetuned')));
     }
     this.threshold = typeof meta.threshold === 'number' ? meta.threshold : undefined;
   }

@@ -1,9 +1,9 @@
-import { ContainerModule } from 'inversify';
 import { join } from 'node:path';
 import { MANIFEST_FILE, readDetectorFolder, type DetectorManifest } from '../persistence/index.js';
 import { BUILTIN_PLUGINS } from '../plugins/builtins.js';
 import { isPathReference, loadPlugin } from '../plugins/loader.js';
-import { TOKENS } from '../tokens.js';
+import { corePlugin } from '../plugins/define.js';
+import { STAGE_SLOTS } from '../stages.js';
 import type { ImageSource, PluginRecord, ProgressReporter, TransformalyConfig, TransformalyPlugin } from '../types.js';
 import { createPipeline, type Pipeline } from './compose.js';
 import type { Detector } from './detector.js';
@@ -29,8 +29,8 @@ export interface OpenedDetector {
   dispose(): Promise<void>;
 }
 
-/** The stages a detector needs to score, in the order the config lists them. */
-const SCORING_STAGES = ['runtime', 'backbone', 'distiller', 'scorers.pretrained', 'scorers.finetuned', 'combiner'] as const;
+/** The stages a detector needs to score (all but the data set), in the order of the stage table. */
+const SCORING_STAGES = STAGE_SLOTS.filter((s) => s.kind !== 'data').map((s) => s.path);
 
 const NO_DATA = 'detector-folder';
 
@@ -40,7 +40,7 @@ function noDataPlugin(dir: string): TransformalyPlugin {
     throw new Error(`this pipeline was opened from the detector folder ${dir} to score images; it has no data set (cases() needs a config with data)`);
   };
   const source: ImageSource = { name: NO_DATA, classes: async () => fail(), items: async () => fail() };
-  return { name: NO_DATA, register: () => new ContainerModule(({ bind }) => void bind<ImageSource>(TOKENS.ImageSource).toConstantValue(source)) };
+  return corePlugin({ name: NO_DATA, stages: { data: { create: () => source } } });
 }
 
 /**

@@ -10,7 +10,6 @@ import { evaluateScores, formatTable, summarizeCases, type CaseSummary } from '.
 import type { JsonObject, JsonValue, ProtocolCase, ResolvedConfig } from '../types.js';
 import type { Pipeline } from './compose.js';
 import { caseScoresCsv, mergeScoresCsv } from './scores.js';
-import { packageVersions } from './versions.js';
 
 export interface CaseResult {
   caseId: string;
@@ -318,7 +317,7 @@ export async function assembleRunResults(pipeline: Pipeline, runDir: string, cas
     auroc: summary('auroc'),
     averagePrecision: summary('averagePrecision'),
     config: pipeline.config,
-    packages: await packageVersions(),
+    packages: await pipeline.packageVersions(),
   };
   await writeFileAtomic(join(runDir, 'scores.csv'), mergeScoresCsv(parts));
   await writeFileAtomic(join(runDir, 'results.json'), JSON.stringify(runResults, null, 2));

@@ -2,27 +2,21 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-
-const FIRST_PARTY = [
-  '@transformaly/core',
-  '@transformaly/backbone-vit',
-  '@transformaly/runtime-onnx',
-  '@transformaly/runtime-tfjs',
-  '@transformaly/scorer-gaussian',
-  '@transformaly/scorer-knn',
-  '@transformaly/scorer-gmm',
-  'onnxruntime-node',
-  'sharp',
-];
+import { CORE_PACKAGE, isCorePlugin } from '../plugins/define.js';
+import type { TransformalyPlugin } from '../types.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** Versions of the installed Transformaly packages and engines, for the provenance of saved results. */
-export async function packageVersions(): Promise<Record<string, string>> {
-  const out: Record<string, string> = { node: process.versions.node };
-  for (const name of FIRST_PARTY) {
-    const version = await installedVersion(name, here);
-    if (version !== undefined) out[name] = version;
+/**
+ * Versions for the provenance of saved results: Node, the core with its engines, and each plugin package in use with
+ * the engines it declares (`provenance`, e.g. onnxruntime-node). Nothing is looked up by a hard-coded package name.
+ */
+export async function packageVersions(plugins: readonly TransformalyPlugin[] = []): Promise<Record<string, string>> {
+  const out: Record<string, string> = { node: process.versions.node, [CORE_PACKAGE.name]: CORE_PACKAGE.version, ...CORE_PACKAGE.provenance };
+  for (const plugin of plugins) {
+    if (isCorePlugin(plugin)) continue;
+    out[plugin.name] = plugin.version;
+    Object.assign(out, plugin.provenance ?? {});
   }
   return out;
 }
@@ -50,11 +44,6 @@ export async function installedVersion(specifier: string, baseDir: string): Prom
     }
   }
   return undefined;
-}
-
-/** The version of @transformaly/core itself, which the built-in stages share. */
-export async function coreVersion(): Promise<string> {
-  return JSON.parse(await readFile(join(here, '..', '..', 'package.json'), 'utf8')).version as string;
 }
 
 function findPackageJson(require: NodeJS.Require, name: string): string | undefined {

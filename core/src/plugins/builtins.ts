@@ -1,4 +1,3 @@
-import { ContainerModule } from 'inversify';
 import { sumCombinerPlugin, zscoreCombinerPlugin } from '../combine/index.js';
 import { distillerPlugin } from '../distill/index.js';
 import {
@@ -12,19 +11,11 @@ import {
   NormalAbnormalSource,
   normalAbnormalSourceSchema,
 } from '../data/index.js';
-import { TOKENS } from '../tokens.js';
 import type { ImageSource, JsonSchema, TransformalyPlugin } from '../types.js';
+import { corePlugin } from './define.js';
 
-function sourcePlugin<O>(name: string, description: string, optionsSchema: JsonSchema, create: (options: O) => ImageSource): TransformalyPlugin<O> {
-  return {
-    name,
-    description,
-    optionsSchema,
-    register: (options) =>
-      new ContainerModule(({ bind }) => {
-        bind<ImageSource>(TOKENS.ImageSource).toDynamicValue(() => create(options)).inSingletonScope();
-      }),
-  };
+function sourcePlugin<O>(name: string, description: string, optionsSchema: JsonSchema, create: (options: O) => ImageSource): TransformalyPlugin {
+  return corePlugin({ name, description, stages: { data: { optionsSchema, create } } });
 }
 
 /** Stages that ship with the core, named in the config without an install. */

@@ -1,6 +1,5 @@
-import { ContainerModule } from 'inversify';
-import { TOKENS } from '@transformaly/core';
-import type { Backbone, JsonSchema, ProgressReporter, Runtime, TransformalyPlugin } from '@transformaly/core';
+import { definePlugin, pluginPackage } from '@transformaly/core';
+import type { JsonSchema } from '@transformaly/core';
 import { VIT_PRESETS } from './arch.js';
 import { loadVitBackbone, type VitBackboneOptions } from './backbone.js';
 
@@ -62,18 +61,17 @@ export const optionsSchema: JsonSchema = {
   oneOf: [{ required: ['checkpoint'] }, { required: ['random'] }],
 };
 
-export const plugin: TransformalyPlugin<VitBackboneOptions> = {
-  name: '@transformaly/backbone-vit',
+const { name, version, aliases } = pluginPackage(import.meta.url);
+
+export const plugin = definePlugin({
+  name,
+  version,
+  aliases,
   description: 'Vision Transformer from safetensors checkpoints (Hugging Face or timm layout, local or from the hub), run as an ONNX graph',
-  optionsSchema,
-  register(options: VitBackboneOptions) {
-    return new ContainerModule(({ bind }) => {
-      bind<Backbone>(TOKENS.Backbone)
-        .toResolvedValue(
-          (runtime: Runtime, progress: ProgressReporter | undefined) => loadVitBackbone(options, { runtime, progress }),
-          [TOKENS.Runtime, { serviceIdentifier: TOKENS.ProgressReporter, optional: true }],
-        )
-        .inSingletonScope();
-    });
+  stages: {
+    backbone: {
+      optionsSchema,
+      create: (options: VitBackboneOptions, ctx) => loadVitBackbone(options, { runtime: ctx.runtime, progress: ctx.progress }),
+    },
   },
-};
+});

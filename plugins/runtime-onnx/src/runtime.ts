@@ -5,6 +5,8 @@ import type {
   BlockSpec,
   Device,
   InferenceSession,
+  NumericSession,
+  NumericTensor,
   OnnxModel,
   ProgressReporter,
   SessionOptions,
@@ -50,7 +52,7 @@ export class OnnxRuntime implements TrainableRuntime {
   private currentDevice: Device;
   private readonly allowCpuFallback: boolean;
   private readonly progress: ProgressReporter | undefined;
-  private readonly sessions = new Set<OnnxSession>();
+  private readonly sessions = new Set<{ dispose(): Promise<void> }>();
   private deviceReady: Promise<void> | undefined;
 
   constructor(options: OnnxRuntimeOptions = {}) {
@@ -137,8 +139,57 @@ export class OnnxRuntime implements TrainableRuntime {
     return wrapped;
   }
 
+  /**
+   * A session for one of the core's numeric graphs (the scorers' float64 products): this runtime's settings (its
+   * threads), on the CPU, whose float64 kernels these small graphs need, one inter-op thread, and no spinning:
+   * between engine calls the JavaScript side works (E-step bookkeeping, selections), and spinning pool threads would
+   * only take the cores it needs.
+   */
+  async createNumericSession(graph: Uint8Array): Promise<NumericSession> {
+    const settings = await this.sessionSettings();
+    const session = await createOrtSession(graph, { ...settings, interOpThreads: 1, executionProviders: ['cpu'], spinning: false });
+    const wrapped = new OnnxNumericSession(session, () => this.sessions.delete(wrapped));
+    this.sessions.add(wrapped);
+    return wrapped;
+  }
+
   async dispose(): Promise<void> {
     await Promise.all([...this.sessions].map((session) => session.dispose()));
+  }
+}
+
+class OnnxNumericSession implements NumericSession {
+  private session: ort.InferenceSession | undefined;
+
+  constructor(
+    session: ort.InferenceSession,
+    private readonly onDispose: () => void,
+  ) {
+    this.session = session;
+  }
+
+  async run(feeds: Record<string, NumericTensor>): Promise<Record<string, NumericTensor>> {
+    const session = this.session;
+    if (!session) throw new Error('runtime-onnx: run() on a disposed numeric session');
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
+    const results = await session.run(ortFeeds);
+    const out: Record<string, NumericTensor> = {};
+    for (const [name, value] of Object.entries(results)) {
+      if (value.type !== 'float32' && value.type !== 'float64' && value.type !== 'int64') {
+        throw new Error(`runtime-onnx: numeric output '${name}' is ${value.type}`);
+      }
+      out[name] = { type: value.type, dims: [...value.dims], data: value.data as NumericTensor['data'] };
+    }
+    return out;
+  }
+
+  async dispose(): Promise<void> {
+    const session = this.session;
+    if (!session) return;
+    this.session = undefined;
+    this.onDispose();
+    await session.release();
   }
 }
 

@@ -1,6 +1,5 @@
-import { ContainerModule } from 'inversify';
-import { TOKENS, TransformalyDistiller, distillerOptionsSchema } from '@transformaly/core';
-import type { Distiller, DistillerOptions, JsonSchema, ProgressReporter, Runtime, TransformalyPlugin } from '@transformaly/core';
+import { TransformalyDistiller, definePlugin, distillerOptionsSchema, pluginPackage, resolveDistillerOptions } from '@transformaly/core';
+import type { DistillerOptions, JsonSchema } from '@transformaly/core';
 import { TfjsRuntime, type TfjsRuntimeOptions } from './runtime.js';
 
 export type TfjsRuntimePluginOptions = Omit<TfjsRuntimeOptions, 'progress'>;
@@ -33,20 +32,6 @@ export const optionsSchema: JsonSchema = {
   },
 };
 
-/** The runtime stage: every ONNX graph (the backbone) and, unless a distiller says otherwise, the students on tfjs. */
-export const plugin: TransformalyPlugin<TfjsRuntimePluginOptions> = {
-  name: '@transformaly/runtime-tfjs',
-  description: "TensorFlow.js: ONNX graphs and student training on tfjs-node ('tensorflow'), WebGPU (Dawn), wasm (SIMD) or cpu",
-  optionsSchema,
-  register(options: TfjsRuntimePluginOptions = {}) {
-    return new ContainerModule(({ bind }) => {
-      bind<Runtime>(TOKENS.Runtime)
-        .toResolvedValue((progress: ProgressReporter) => new TfjsRuntime({ ...options, progress }), [TOKENS.ProgressReporter])
-        .inSingletonScope();
-    });
-  },
-};
-
 export interface TfjsStudentsOptions extends DistillerOptions {
   /** Options of the tfjs runtime that trains the students. */
   tfjs?: TfjsRuntimePluginOptions;
@@ -58,28 +43,48 @@ export const studentsOptionsSchema: JsonSchema = {
   properties: { ...(distillerOptionsSchema.properties as Record<string, unknown>), tfjs: optionsSchema },
 };
 
+const { name, version, aliases, provenance } = pluginPackage(import.meta.url);
+
+/** One tfjs runtime trains the students of every protocol case of a pipeline (tfjs keeps one engine per process). */
+const studentRuntimes = new WeakMap<object, TfjsRuntime>();
+
 /**
- * A distiller stage: the built-in `transformaly` distiller, whose students train on their own tfjs runtime while the
- * teacher (the backbone) runs on whatever runtime the config names, e.g. onnxruntime. One tfjs runtime serves every
- * protocol case of a run.
+ * Two stages: the runtime (every ONNX graph, the backbone, and the students unless a distiller says otherwise), and
+ * a distiller: the built-in `transformaly` distiller whose students train on their own tfjs runtime while the teacher
+ * (the backbone) runs on whatever runtime the config names, e.g. onnxruntime (`distiller: 'transformaly-tfjs'`).
  */
-export const studentsPlugin: TransformalyPlugin<TfjsStudentsOptions> = {
-  name: 'transformaly-tfjs',
-  description: "Distiller 'transformaly' with the students trained on tfjs; the teacher stays on the configured runtime",
-  optionsSchema: studentsOptionsSchema,
-  register(options: TfjsStudentsOptions = {}) {
-    const { tfjs, ...distiller } = options;
-    let runtime: TfjsRuntime | undefined;
-    return new ContainerModule(({ bind }) => {
-      bind<Distiller>(TOKENS.Distiller)
-        .toResolvedValue(
-          (progress: ProgressReporter) => {
-            runtime ??= new TfjsRuntime({ ...tfjs, progress });
-            return new TransformalyDistiller(distiller, runtime, progress);
-          },
-          [TOKENS.ProgressReporter],
-        )
-        .inTransientScope();
-    });
+export const plugin = definePlugin({
+  name,
+  version,
+  aliases,
+  provenance,
+  description: "TensorFlow.js: ONNX graphs and student training on tfjs-node ('tensorflow'), WebGPU (Dawn), wasm (SIMD) or cpu",
+  stages: {
+    runtime: {
+      optionsSchema,
+      create: (options: TfjsRuntimePluginOptions, ctx) => new TfjsRuntime({ ...options, progress: ctx.progress }),
+    },
+    distiller: {
+      optionsSchema: studentsOptionsSchema,
+      description: "Distiller 'transformaly' with the students trained on tfjs; the teacher stays on the configured runtime",
+      checkOptions: (options: TfjsStudentsOptions) => void resolveDistillerOptions(withoutTfjs(options)),
+      create: (options: TfjsStudentsOptions, ctx) => {
+        // Keyed by the options object the pipeline holds for this slot: one runtime per pipeline, not per process.
+        let runtime = studentRuntimes.get(options);
+        if (!runtime) {
+          runtime = new TfjsRuntime({ ...options.tfjs, progress: ctx.progress });
+          studentRuntimes.set(options, runtime);
+        }
+        return new TransformalyDistiller(withoutTfjs(options), runtime, ctx.progress);
+      },
+    },
   },
-};
+});
+
+function withoutTfjs(options: TfjsStudentsOptions): DistillerOptions {
+  const { tfjs: _tfjs, ...distiller } = options;
+  return distiller;
+}
+
+/** @deprecated the same plugin: its `distiller` stage. Kept for configs that name `@transformaly/runtime-tfjs/students`. */
+export const studentsPlugin = plugin;

@@ -5,7 +5,6 @@ import {
   covariance,
   float64Entry,
   logGaussianDensities,
-  matmul,
   metaNumber,
   precisionCholesky,
   stateArray,
@@ -14,7 +13,7 @@ import {
   symmetricEigen,
   type Matrix64,
 } from '@transformaly/core';
-import type { DensityScorer, JsonObject, Matrix, StageState } from '@transformaly/core';
+import type { DensityScorer, JsonObject, Matrix, NumericEngine, StageState } from '@transformaly/core';
 
 export interface GaussianScorerOptions {
   /**
@@ -64,7 +63,10 @@ export class GaussianScorer implements DensityScorer {
   readonly options: Readonly<{ whiten: { varianceFraction: number } | false; regularization: number }>;
   private model: Fitted | null = null;
 
-  constructor(options: GaussianScorerOptions = {}) {
+  constructor(
+    private readonly engine: NumericEngine,
+    options: GaussianScorerOptions = {},
+  ) {
     const regularization = options.regularization ?? 1e-6;
     assertNonNegativeNumber(regularization, `${WHAT}: options.regularization`);
     const whiten = options.whiten ?? false;
@@ -92,11 +94,11 @@ export class GaussianScorer implements DensityScorer {
     let whitening: Whitening | null = null;
     let Z: Matrix = X;
     if (this.options.whiten !== false) {
-      whitening = await fitWhitening(X, this.options.whiten.varianceFraction);
-      Z = await whiten(X, whitening);
+      whitening = await fitWhitening(this.engine, X, this.options.whiten.varianceFraction);
+      Z = await whiten(this.engine, X, whitening);
     }
     // The maximum-likelihood estimate (divisor N) plus the regularization on the diagonal, as sklearn's mixture.
-    const { mean, covariance: cov } = await covariance(Z);
+    const { mean, covariance: cov } = await covariance(this.engine, Z);
     const dim = cov.rows;
     for (let i = 0; i < dim; i++) cov.data[i * dim + i] += this.options.regularization;
     const { factor, logDet } = precisionCholesky(cov, `${WHAT}.fit: covariance (+ regularization ${this.options.regularization})`);
@@ -108,11 +110,12 @@ export class GaussianScorer implements DensityScorer {
     assertUsableMatrix(Y, `${WHAT}.scoreSamples: Y`, 0);
     assertCols(Y, model.inputDim, `${WHAT}.scoreSamples: Y`);
     if (Y.rows === 0) return new Float64Array(0);
-    const Z = model.whitening ? await whiten(Y, model.whitening) : Y;
+    const Z = model.whitening ? await whiten(this.engine, Y, model.whitening) : Y;
     // Centring on the fitted mean first keeps ||(z - mu) W||^2 free of cancellation between z W and mu W.
     const Zc = subtractRow(Z, model.mean);
     const d = model.dim;
     const logProb = await logGaussianDensities(
+      this.engine,
       Zc,
       { rows: 1, cols: d, data: new Float64Array(d) },
       [{ rows: d, cols: d, data: model.precisionCholesky }],
@@ -191,8 +194,8 @@ export class GaussianScorer implements DensityScorer {
  * PCA as sklearn's `PCA(k, whiten=True)` with the smallest k whose cumulative explained-variance ratio reaches
  * `fraction`. Axes with (numerically) zero variance are never kept, so whitening cannot divide by zero.
  */
-async function fitWhitening(X: Matrix, fraction: number): Promise<Whitening> {
-  const { mean, covariance: cov } = await covariance(X, { ddof: 1 });
+async function fitWhitening(engine: NumericEngine, X: Matrix, fraction: number): Promise<Whitening> {
+  const { mean, covariance: cov } = await covariance(engine, X, { ddof: 1 });
   const { values, vectors } = symmetricEigen(cov, `${WHAT}.fit: PCA covariance`);
   const d = cov.rows;
   const variances = values.map((v) => Math.max(v, 0));
@@ -214,9 +217,9 @@ async function fitWhitening(X: Matrix, fraction: number): Promise<Whitening> {
 }
 
 /** (X - mean) components^T / sqrt(explained variance), in sklearn's order of operations. */
-async function whiten(X: Matrix, w: Whitening): Promise<Matrix64> {
+async function whiten(engine: NumericEngine, X: Matrix, w: Whitening): Promise<Matrix64> {
   const k = w.explainedVariance.length;
-  const projected = await matmul(subtractRow(X, w.mean), { rows: k, cols: X.cols, data: w.components }, { transB: true });
+  const projected = await engine.matmul(subtractRow(X, w.mean), { rows: k, cols: X.cols, data: w.components }, { transB: true });
   const scale = w.explainedVariance.map(Math.sqrt);
   const z = projected.data;
   for (let i = 0; i < projected.rows; i++) for (let c = 0; c < k; c++) z[i * k + c] /= scale[c];

@@ -1,6 +1,5 @@
-import { ContainerModule } from 'inversify';
-import { TOKENS } from '@transformaly/core';
-import type { DensityScorer, JsonSchema, TransformalyPlugin } from '@transformaly/core';
+import { definePlugin, pluginPackage } from '@transformaly/core';
+import type { JsonSchema } from '@transformaly/core';
 import { GaussianScorer, type GaussianScorerOptions } from './gaussian.js';
 
 export const gaussianOptionsSchema: JsonSchema = {
@@ -9,6 +8,7 @@ export const gaussianOptionsSchema: JsonSchema = {
   properties: {
     whiten: {
       description: 'PCA-whiten first, keeping the leading components that explain this fraction of the variance; false to model the raw features',
+      default: false,
       oneOf: [
         { const: false },
         {
@@ -19,22 +19,21 @@ export const gaussianOptionsSchema: JsonSchema = {
         },
       ],
     },
-    regularization: { type: 'number', minimum: 0, description: 'added to the covariance diagonal (default 1e-6)' },
+    regularization: { type: 'number', minimum: 0, default: 1e-6, description: 'added to the covariance diagonal' },
   },
 };
 
-export const plugin: TransformalyPlugin<GaussianScorerOptions> = {
-  name: '@transformaly/scorer-gaussian',
+const { name, version, aliases } = pluginPackage(import.meta.url);
+
+export const plugin = definePlugin({
+  name,
+  version,
+  aliases,
   description: 'full-covariance Gaussian log-likelihood, optionally on PCA-whitened features (sklearn GaussianMixture(1))',
-  optionsSchema: gaussianOptionsSchema,
-  register(options) {
-    // Validate now, so a bad config fails at composition rather than at the first resolution.
-    void new GaussianScorer(options);
-    return new ContainerModule(({ bind }) => {
-      // Transient: every resolution is a fresh, unfitted scorer (one per feature space).
-      bind<DensityScorer>(TOKENS.DensityScorer)
-        .toDynamicValue(() => new GaussianScorer(options))
-        .inTransientScope();
-    });
+  stages: {
+    scorer: {
+      optionsSchema: gaussianOptionsSchema,
+      create: (options: GaussianScorerOptions, ctx) => new GaussianScorer(ctx.numeric, options),
+    },
   },
-};
+});

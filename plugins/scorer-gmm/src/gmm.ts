@@ -3,7 +3,6 @@ import {
   assertNonNegativeNumber,
   assertPositiveInteger,
   assertUsableMatrix,
-  weightedScatter,
   componentsPerCall,
   cholesky,
   columnMeans,
@@ -12,7 +11,6 @@ import {
   kmeansPlusPlus,
   logGaussianDensities,
   logsumexpRows,
-  matmul,
   metaNumber,
   precisionCholesky,
   stateArray,
@@ -21,7 +19,7 @@ import {
   type Matrix64,
   type Rng,
 } from '@transformaly/core';
-import type { DensityScorer, Matrix, StageState } from '@transformaly/core';
+import type { DensityScorer, Matrix, NumericEngine, StageState } from '@transformaly/core';
 
 /** Explicit starting parameters, as sklearn's `means_init`, `weights_init` and `precisions_init`. */
 export interface GmmInit {
@@ -78,6 +76,28 @@ const TINY = 10 * Number.EPSILON;
 
 type ResolvedOptions = Required<Omit<GmmScorerOptions, 'init'>> & { init: GmmInit | undefined };
 
+/** The options with their defaults, checked (the init's shapes against the component count included). */
+export function resolveGmmOptions(options: GmmScorerOptions): Readonly<ResolvedOptions> {
+  if (!options || typeof options !== 'object') throw new TypeError(`${WHAT}: options with at least { components } are required`);
+  const resolved: ResolvedOptions = {
+    components: options.components,
+    nInit: options.nInit ?? 1,
+    seed: options.seed ?? 0,
+    maxIter: options.maxIter ?? 100,
+    tol: options.tol ?? 1e-3,
+    regularization: options.regularization ?? 1e-6,
+    init: options.init,
+  };
+  assertPositiveInteger(resolved.components, `${WHAT}: options.components`);
+  assertPositiveInteger(resolved.nInit, `${WHAT}: options.nInit`);
+  assertPositiveInteger(resolved.maxIter, `${WHAT}: options.maxIter`);
+  assertNonNegativeNumber(resolved.tol, `${WHAT}: options.tol`);
+  assertNonNegativeNumber(resolved.regularization, `${WHAT}: options.regularization`);
+  if (!Number.isSafeInteger(resolved.seed)) throw new RangeError(`${WHAT}: options.seed must be an integer, got ${JSON.stringify(resolved.seed)}`);
+  if (resolved.init) checkInitShape(resolved.init, resolved.components);
+  return resolved;
+}
+
 /**
  * A Gaussian mixture with full covariances fitted by EM, as sklearn's `GaussianMixture(covariance_type='full',
  * init_params='k-means++')`; `scoreSamples` returns each row's log-likelihood (`score_samples`).
@@ -87,25 +107,11 @@ export class GmmScorer implements DensityScorer {
   readonly options: Readonly<ResolvedOptions>;
   private model: Fitted | null = null;
 
-  constructor(options: GmmScorerOptions) {
-    if (!options || typeof options !== 'object') throw new TypeError(`${WHAT}: options with at least { components } are required`);
-    const resolved: ResolvedOptions = {
-      components: options.components,
-      nInit: options.nInit ?? 1,
-      seed: options.seed ?? 0,
-      maxIter: options.maxIter ?? 100,
-      tol: options.tol ?? 1e-3,
-      regularization: options.regularization ?? 1e-6,
-      init: options.init,
-    };
-    assertPositiveInteger(resolved.components, `${WHAT}: options.components`);
-    assertPositiveInteger(resolved.nInit, `${WHAT}: options.nInit`);
-    assertPositiveInteger(resolved.maxIter, `${WHAT}: options.maxIter`);
-    assertNonNegativeNumber(resolved.tol, `${WHAT}: options.tol`);
-    assertNonNegativeNumber(resolved.regularization, `${WHAT}: options.regularization`);
-    if (!Number.isSafeInteger(resolved.seed)) throw new RangeError(`${WHAT}: options.seed must be an integer, got ${JSON.stringify(resolved.seed)}`);
-    if (resolved.init) checkInitShape(resolved.init, resolved.components);
-    this.options = Object.freeze(resolved);
+  constructor(
+    private readonly engine: NumericEngine,
+    options: GmmScorerOptions,
+  ) {
+    this.options = Object.freeze(resolveGmmOptions(options));
   }
 
   get fitted(): boolean {
@@ -128,14 +134,14 @@ export class GmmScorer implements DensityScorer {
     const runs = init ? 1 : nInit;
     let best: { params: Params; lowerBound: number; nIter: number; converged: boolean } | null = null;
     for (let run = 0; run < runs; run++) {
-      let params = init ? paramsFromInit(init, d, center) : await kmeansPlusPlusParams(Xc, K, rng, regularization);
+      let params = init ? paramsFromInit(init, d, center) : await kmeansPlusPlusParams(this.engine, Xc, K, rng, regularization);
       let lowerBound = -Infinity;
       let converged = false;
       let nIter = 0;
       for (nIter = 1; nIter <= maxIter; nIter++) {
         const previous = lowerBound;
-        const { meanLogLikelihood, logResp } = await eStep(Xc, params);
-        params = await mStep(Xc, logResp, regularization, 'sum');
+        const { meanLogLikelihood, logResp } = await eStep(this.engine, Xc, params);
+        params = await mStep(this.engine, Xc, logResp, regularization, 'sum');
         lowerBound = meanLogLikelihood;
         if (Math.abs(lowerBound - previous) < tol) {
           converged = true;
@@ -169,7 +175,7 @@ export class GmmScorer implements DensityScorer {
     assertUsableMatrix(Y, `${WHAT}.scoreSamples: Y`, 0);
     assertCols(Y, model.dim, `${WHAT}.scoreSamples: Y`);
     if (Y.rows === 0) return new Float64Array(0);
-    const weighted = await weightedLogProb(subtractRow(Y, model.center), model);
+    const weighted = await weightedLogProb(this.engine, subtractRow(Y, model.center), model);
     return logsumexpRows(weighted);
   }
 
@@ -251,10 +257,11 @@ function centredMeans(meansOriginal: Float64Array, center: Float64Array): Float6
 }
 
 /** log(weight_k) + log N(x | component k), [n, K]. */
-async function weightedLogProb(Xc: Matrix, p: Params): Promise<Matrix64> {
+async function weightedLogProb(engine: NumericEngine, Xc: Matrix, p: Params): Promise<Matrix64> {
   const K = p.weights.length;
   const d = Xc.cols;
   const out = await logGaussianDensities(
+    engine,
     Xc,
     { rows: K, cols: d, data: p.means },
     p.factors.map((f) => ({ rows: d, cols: d, data: f })),
@@ -265,8 +272,8 @@ async function weightedLogProb(Xc: Matrix, p: Params): Promise<Matrix64> {
   return out;
 }
 
-async function eStep(Xc: Matrix, p: Params): Promise<{ meanLogLikelihood: number; logResp: Matrix64 }> {
-  const weighted = await weightedLogProb(Xc, p);
+async function eStep(engine: NumericEngine, Xc: Matrix, p: Params): Promise<{ meanLogLikelihood: number; logResp: Matrix64 }> {
+  const weighted = await weightedLogProb(engine, Xc, p);
   const norm = logsumexpRows(weighted);
   const K = p.weights.length;
   let total = 0;
@@ -281,7 +288,7 @@ async function eStep(Xc: Matrix, p: Params): Promise<{ meanLogLikelihood: number
  * sklearn's `_estimate_gaussian_parameters` (full covariances) from log-responsibilities, followed by the weight
  * normalisation of `_initialize` ('samples': nk / n) or of `_m_step` ('sum': nk / sum nk).
  */
-async function mStep(Xc: Matrix64, logResp: Matrix64, reg: number, normalise: 'samples' | 'sum', respIsLinear = false): Promise<Params> {
+async function mStep(engine: NumericEngine, Xc: Matrix64, logResp: Matrix64, reg: number, normalise: 'samples' | 'sum', respIsLinear = false): Promise<Params> {
   const n = Xc.rows;
   const d = Xc.cols;
   const K = logResp.cols;
@@ -289,7 +296,7 @@ async function mStep(Xc: Matrix64, logResp: Matrix64, reg: number, normalise: 's
   const nk = new Float64Array(K);
   for (let i = 0; i < n; i++) for (let k = 0; k < K; k++) nk[k] += resp[i * K + k];
   for (let k = 0; k < K; k++) nk[k] += TINY;
-  const sums = await matmul({ rows: n, cols: K, data: resp }, Xc, { transA: true });
+  const sums = await engine.matmul({ rows: n, cols: K, data: resp }, Xc, { transA: true });
   const means = sums.data;
   for (let k = 0; k < K; k++) for (let j = 0; j < d; j++) means[k * d + j] /= nk[k];
   // Scatter of component k: sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T = Z_k^T Z_k with rows sqrt(r_ik)(x_i - mu_k); the
@@ -301,7 +308,7 @@ async function mStep(Xc: Matrix64, logResp: Matrix64, reg: number, normalise: 's
   const logDets = new Float64Array(K);
   for (let k0 = 0; k0 < K; k0 += perChunk) {
     const chunk = Math.min(perChunk, K - k0);
-    const scatter = await weightedScatter(Xc, means.subarray(k0 * d, (k0 + chunk) * d), sqrtResp.subarray(k0 * n, (k0 + chunk) * n), chunk);
+    const scatter = await engine.weightedScatter(Xc, means.subarray(k0 * d, (k0 + chunk) * d), sqrtResp.subarray(k0 * n, (k0 + chunk) * n), chunk);
     for (let c = 0; c < chunk; c++) {
       const k = k0 + c;
       const cov = scatter.slice(c * d * d, (c + 1) * d * d);
@@ -328,11 +335,11 @@ function expInto(values: Float64Array): Float64Array {
  * none), so each component starts at its pick with covariance reg * I; the first E-step then assigns every row to its
  * nearest pick.
  */
-async function kmeansPlusPlusParams(Xc: Matrix64, K: number, rng: Rng, reg: number): Promise<Params> {
-  const { indices } = await kmeansPlusPlus(Xc, K, rng);
+async function kmeansPlusPlusParams(engine: NumericEngine, Xc: Matrix64, K: number, rng: Rng, reg: number): Promise<Params> {
+  const { indices } = await kmeansPlusPlus(engine, Xc, K, rng);
   const resp = new Float64Array(Xc.rows * K);
   for (let k = 0; k < K; k++) resp[indices[k] * K + k] = 1;
-  return mStep(Xc, { rows: Xc.rows, cols: K, data: resp }, reg, 'samples', true);
+  return mStep(engine, Xc, { rows: Xc.rows, cols: K, data: resp }, reg, 'samples', true);
 }
 
 function paramsFromInit(init: GmmInit, d: number, center: Float64Array): Params {

@@ -1,7 +1,6 @@
-import { ContainerModule } from 'inversify';
-import { TOKENS } from '@transformaly/core';
-import type { DensityScorer, JsonSchema, TransformalyPlugin } from '@transformaly/core';
-import { GmmScorer, type GmmScorerOptions } from './gmm.js';
+import { definePlugin, pluginPackage } from '@transformaly/core';
+import type { JsonSchema } from '@transformaly/core';
+import { GmmScorer, resolveGmmOptions, type GmmScorerOptions } from './gmm.js';
 
 const numberArray = { type: 'array', items: { type: 'number' } };
 
@@ -11,11 +10,11 @@ export const gmmOptionsSchema: JsonSchema = {
   required: ['components'],
   properties: {
     components: { type: 'integer', minimum: 1, description: 'number of Gaussian components' },
-    nInit: { type: 'integer', minimum: 1, description: 'k-means++ restarts; the best lower bound is kept (default 1)' },
-    seed: { type: 'integer', description: 'seed of the k-means++ draws (default 0)' },
-    maxIter: { type: 'integer', minimum: 1, description: 'EM iterations per restart (default 100)' },
-    tol: { type: 'number', minimum: 0, description: 'convergence threshold on the change of the mean log-likelihood (default 1e-3)' },
-    regularization: { type: 'number', minimum: 0, description: 'added to every covariance diagonal (default 1e-6)' },
+    nInit: { type: 'integer', minimum: 1, default: 1, description: 'k-means++ restarts; the best lower bound is kept' },
+    seed: { type: 'integer', default: 0, description: 'seed of the k-means++ draws' },
+    maxIter: { type: 'integer', minimum: 1, default: 100, description: 'EM iterations per restart' },
+    tol: { type: 'number', minimum: 0, default: 1e-3, description: 'convergence threshold on the change of the mean log-likelihood' },
+    regularization: { type: 'number', minimum: 0, default: 1e-6, description: 'added to every covariance diagonal' },
     init: {
       type: 'object',
       additionalProperties: false,
@@ -30,18 +29,18 @@ export const gmmOptionsSchema: JsonSchema = {
   },
 };
 
-export const plugin: TransformalyPlugin<GmmScorerOptions> = {
-  name: '@transformaly/scorer-gmm',
+const { name, version, aliases } = pluginPackage(import.meta.url);
+
+export const plugin = definePlugin({
+  name,
+  version,
+  aliases,
   description: 'Gaussian mixture log-likelihood (full covariances, k-means++ + EM, sklearn GaussianMixture)',
-  optionsSchema: gmmOptionsSchema,
-  register(options) {
-    // Validate now, so a bad config fails at composition rather than at the first resolution.
-    void new GmmScorer(options);
-    return new ContainerModule(({ bind }) => {
-      // Transient: every resolution is a fresh, unfitted scorer (one per feature space).
-      bind<DensityScorer>(TOKENS.DensityScorer)
-        .toDynamicValue(() => new GmmScorer(options))
-        .inTransientScope();
-    });
+  stages: {
+    scorer: {
+      optionsSchema: gmmOptionsSchema,
+      checkOptions: (options: GmmScorerOptions) => void resolveGmmOptions(options),
+      create: (options: GmmScorerOptions, ctx) => new GmmScorer(ctx.numeric, options),
+    },
   },
-};
+});

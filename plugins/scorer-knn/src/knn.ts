@@ -1,5 +1,5 @@
 import { NeighborIndex, assertCols, assertPositiveInteger, assertUsableMatrix, metaNumber, stateMeta } from '@transformaly/core';
-import type { DensityScorer, Matrix, StageState } from '@transformaly/core';
+import type { DensityScorer, Matrix, NumericEngine, StageState } from '@transformaly/core';
 
 export interface KnnScorerOptions {
   /** Neighbours averaged per query (default 2). Must not exceed the number of training rows. */
@@ -21,7 +21,10 @@ export class KnnScorer implements DensityScorer {
   readonly options: Readonly<{ k: number; blockRows: number | undefined }>;
   private model: { train: Matrix; index: NeighborIndex; k: number } | null = null;
 
-  constructor(options: KnnScorerOptions = {}) {
+  constructor(
+    private readonly engine: NumericEngine,
+    options: KnnScorerOptions = {},
+  ) {
     const k = options.k ?? 2;
     assertPositiveInteger(k, `${WHAT}: options.k`);
     if (options.blockRows !== undefined) assertPositiveInteger(options.blockRows, `${WHAT}: options.blockRows`);
@@ -43,7 +46,7 @@ export class KnnScorer implements DensityScorer {
     checkK(k, X.rows, `${WHAT}.fit`);
     // A private copy: the caller may reuse its buffer.
     const train: Matrix = { rows: X.rows, cols: X.cols, data: X.data.slice() };
-    this.model = { train, index: new NeighborIndex(train), k };
+    this.model = { train, index: new NeighborIndex(this.engine, train), k };
   }
 
   async scoreSamples(Y: Matrix): Promise<Float64Array> {
@@ -86,7 +89,7 @@ export class KnnScorer implements DensityScorer {
     assertPositiveInteger(k, `${what}: meta.k`);
     checkK(k, rows, what);
     // The state describes the fitted model, whatever options this instance was constructed with.
-    this.model = { train, index: new NeighborIndex(train), k };
+    this.model = { train, index: new NeighborIndex(this.engine, train), k };
   }
 
   private requireModel(method: string): NonNullable<KnnScorer['model']> {

@@ -1,0 +1,324 @@
+// @transformaly/testing against stages broken on purpose: for every rule of a contract, a stage that breaks that rule
+// (and a correct reference that keeps them all) shows that the kit catches it and names it.
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  assertCols,
+  assertUsableMatrix,
+  columnMeans,
+  type Backbone,
+  type BackboneOutput,
+  type DensityScorer,
+  type FeatureCombiner,
+  type InferenceSession,
+  type Matrix,
+  type Runtime,
+  type StageState,
+  type Tensor,
+  type TransformalyPlugin,
+} from '@transformaly/core';
+import { randomVit } from '@transformaly/backbone-vit';
+import { OnnxRuntime } from '@transformaly/runtime-onnx';
+import { checkBackbone, checkCombiner, checkDensityScorer, checkRuntime, ConformanceError, disposeKit, densityScorerChecks } from '@transformaly/testing';
+
+const runtime = new OnnxRuntime({ threads: 1 });
+afterAll(async () => {
+  await runtime.dispose();
+  await disposeKit();
+});
+
+/** The ids of the rules a check run reports broken (empty when all hold). */
+async function broken(run: Promise<string[]>): Promise<{ ids: string[]; message: string }> {
+  try {
+    await run;
+    return { ids: [], message: '' };
+  } catch (error) {
+    if (!(error instanceof ConformanceError)) throw error;
+    return { ids: error.failures.map((f) => f.id), message: error.message };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Density scorers: minus the distance to the training mean, written to keep every rule; each flaw breaks one.
+// ---------------------------------------------------------------------------------------------------------------
+
+type ScorerFlaw =
+  | 'none'
+  | 'short-output'
+  | 'inverted'
+  | 'scores-unfitted'
+  | 'accepts-nan'
+  | 'ignores-width'
+  | 'rejects-float32'
+  | 'mutates-input'
+  | 'jitter'
+  | 'lossy-state'
+  | 'aliased-state'
+  | 'accepts-any-state';
+
+class MeanScorer implements DensityScorer {
+  readonly name = 'mean';
+  private mean: Float64Array | undefined;
+  constructor(private readonly flaw: ScorerFlaw = 'none') {}
+
+  fit(X: Matrix): void {
+    if (this.flaw === 'rejects-float32' && !(X.data instanceof Float64Array)) throw new TypeError('only float64 features');
+    if (this.flaw !== 'accepts-nan') assertUsableMatrix(X, 'MeanScorer.fit: X', 2);
+    this.mean = columnMeans(X);
+    if (this.flaw === 'mutates-input') for (let i = 0; i < X.data.length; i++) X.data[i] -= this.mean[i % X.cols];
+  }
+
+  scoreSamples(Y: Matrix): Float64Array {
+    if (!this.mean && this.flaw !== 'scores-unfitted') throw new Error('MeanScorer: not fitted');
+    const mean = this.mean ?? new Float64Array(Y.cols);
+    if (this.flaw !== 'accepts-nan') assertUsableMatrix(Y, 'MeanScorer.scoreSamples: Y', 0);
+    if (this.flaw !== 'ignores-width') assertCols(Y, mean.length, 'MeanScorer.scoreSamples: Y');
+    const out = new Float64Array(Y.rows);
+    for (let i = 0; i < Y.rows; i++) {
+      let s = 0;
+      for (let j = 0; j < Math.min(Y.cols, mean.length); j++) s += (Y.data[i * Y.cols + j] - mean[j]) ** 2;
+      out[i] = (this.flaw === 'inverted' ? 1 : -1) * Math.sqrt(s) + (this.flaw === 'jitter' ? Math.random() * 1e-9 : 0);
+    }
+    return this.flaw === 'short-output' ? out.subarray(1) : out;
+  }
+
+  exportState(): StageState {
+    if (!this.mean) {
+      if (this.flaw === 'scores-unfitted') return { meta: { kind: 'mean' }, arrays: {} };
+      throw new Error('MeanScorer: not fitted');
+    }
+    const data = this.flaw === 'aliased-state' ? this.mean : this.flaw === 'lossy-state' ? Float32Array.from(this.mean) : this.mean.slice();
+    return { meta: { kind: 'mean' }, arrays: { mean: { dims: [this.mean.length], data } } };
+  }
+
+  importState(state: StageState): void {
+    if (this.flaw === 'accepts-any-state') {
+      this.mean = Float64Array.from(state.arrays.mean?.data ?? []);
+      return;
+    }
+    if (state.meta.kind !== 'mean' || !state.arrays.mean) throw new Error('MeanScorer.importState: not a mean state');
+    this.mean = Float64Array.from(state.arrays.mean.data);
+  }
+}
+
+const scorerPlugin = (flaw: ScorerFlaw): TransformalyPlugin => ({
+  name: `mean-${flaw}`,
+  version: '1.0.0',
+  stages: { scorer: { create: () => new MeanScorer(flaw) } },
+});
+
+describe('checkDensityScorer', () => {
+  it('passes a scorer that keeps every rule, given as a plugin or as a factory', async () => {
+    const rules = densityScorerChecks(scorerPlugin('none')).map((c) => c.id);
+    expect(await checkDensityScorer(scorerPlugin('none'))).toEqual(rules);
+    expect(await checkDensityScorer(() => new MeanScorer())).toEqual(rules);
+  });
+
+  it.each([
+    ['short-output', 'fit-and-score', /fit-and-score: after fit, scoreSamples returns a Float64Array of one finite score per row: 11 scores for 12 rows/],
+    ['inverted', 'normality-orientation', /normality-orientation: .*not above the highest score of far outliers/],
+    ['scores-unfitted', 'unfitted-use', /unfitted-use: .*scoreSamples before fit was accepted \(returned a Float64Array of 12 values\); it must throw/],
+    ['accepts-nan', 'refuses-non-finite', /refuses-non-finite: .*fit on rows holding NaN was accepted/],
+    ['ignores-width', 'refuses-wrong-shape', /refuses-wrong-shape: .*scoreSamples on 5 columns after fitting on 4 was accepted/],
+    ['rejects-float32', 'float32-input', /float32-input: fit and scoreSamples accept float32 features: threw only float64 features/],
+    ['mutates-input', 'inputs-unchanged', /inputs-unchanged: .*fit changed its input at flat index \d+/],
+    ['jitter', 'deterministic', /deterministic: .*two instances fitted on the same rows score row 0 differently/],
+    ['lossy-state', 'state-round-trip', /state-round-trip: .*the restored instance scores row \d+ differently/],
+    ['aliased-state', 'state-not-aliased', /state-not-aliased: .*zeroing the arrays of an exported state changed the scores of the instance that exported it/],
+    ['accepts-any-state', 'foreign-state', /foreign-state: importState refuses a state that is not its own: importState of an empty state was accepted/],
+  ] as const)('catches a scorer whose flaw is %s: rule %s', async (flaw, rule, message) => {
+    const { ids, message: text } = await broken(checkDensityScorer(scorerPlugin(flaw)));
+    expect(ids).toContain(rule);
+    expect(text).toMatch(message);
+    expect(text).toMatch(new RegExp(`^plugin "mean-${flaw}" breaks \\d+ of 12 DensityScorer rules:`));
+  });
+
+  it('catches a plugin or a factory that hands out one instance twice (fresh-instance)', async () => {
+    const shared = new MeanScorer();
+    const { ids, message } = await broken(checkDensityScorer({ name: 'shared', version: '1.0.0', stages: { scorer: { create: () => shared } } }));
+    expect(ids).toContain('fresh-instance');
+    expect(message).toMatch(/fresh-instance: .*breaks the rule "DensityScorer is a new instance for every detector and feature space": the same instance was handed out twice/);
+    expect((await broken(checkDensityScorer(() => shared))).ids).toContain('fresh-instance');
+  });
+
+  it('names a missing method in every rule it breaks', async () => {
+    const { ids, message } = await broken(checkDensityScorer(() => Object.assign(new MeanScorer(), { exportState: undefined }) as unknown as DensityScorer));
+    expect(ids).toEqual(densityScorerChecks(scorerPlugin('none')).map((c) => c.id));
+    expect(message).toMatch(/breaks the rule "DensityScorer implements fit, scoreSamples, exportState, importState": method exportState\(\) missing on a MeanScorer/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Combiners: the sum plus a fitted offset (minus the mean training sum), kept in the state.
+// ---------------------------------------------------------------------------------------------------------------
+
+type CombinerFlaw = 'none' | 'needs-two-spaces' | 'decreasing' | 'order-dependent' | 'any-spaces' | 'nan-to-zero' | 'lossy-state';
+
+class OffsetSum implements FeatureCombiner {
+  readonly name = 'offset-sum';
+  private fitted: { spaces: string[]; offset: number } | undefined;
+  constructor(private readonly flaw: CombinerFlaw = 'none') {}
+
+  fit(train: Record<string, Float64Array>): void {
+    const spaces = Object.keys(train).sort();
+    if (this.flaw === 'needs-two-spaces' && spaces.length < 2) throw new Error('two spaces needed');
+    const n = train[spaces[0]].length;
+    let total = 0;
+    for (const s of spaces) for (const v of train[s]) total += v;
+    this.fitted = { spaces, offset: -total / n };
+  }
+
+  combine(scores: Record<string, Float64Array>): Float64Array {
+    if (!this.fitted) throw new Error('OffsetSum: not fitted');
+    const given = Object.keys(scores);
+    const spaces = this.flaw === 'any-spaces' || this.flaw === 'order-dependent' ? given : this.fitted.spaces;
+    if (this.flaw !== 'any-spaces' && (given.length !== spaces.length || !spaces.every((s) => s in scores))) throw new Error('OffsetSum: other spaces');
+    const n = scores[spaces[0]].length;
+    if (spaces.some((s) => scores[s].length !== n)) throw new Error('OffsetSum: unequal lengths');
+    const out = new Float64Array(n).fill(this.fitted.offset);
+    spaces.forEach((s, k) => {
+      for (let i = 0; i < n; i++) {
+        const v = this.flaw === 'nan-to-zero' && Number.isNaN(scores[s][i]) ? 0 : scores[s][i];
+        out[i] += this.flaw === 'order-dependent' ? v * (k + 1) : this.flaw === 'decreasing' ? -v : v;
+      }
+    });
+    return out;
+  }
+
+  exportState(): StageState {
+    if (!this.fitted) throw new Error('OffsetSum: not fitted');
+    const offset = this.flaw === 'lossy-state' ? Float32Array.of(this.fitted.offset) : Float64Array.of(this.fitted.offset);
+    return { meta: { kind: 'offset-sum', spaces: this.fitted.spaces }, arrays: { offset: { dims: [1], data: offset } } };
+  }
+
+  importState(state: StageState): void {
+    if (state.meta.kind !== 'offset-sum') throw new Error('OffsetSum.importState: not an offset-sum state');
+    this.fitted = { spaces: [...(state.meta.spaces as string[])], offset: state.arrays.offset.data[0] };
+  }
+}
+
+describe('checkCombiner', () => {
+  it('passes a combiner that keeps every rule', async () => {
+    expect(await checkCombiner(() => new OffsetSum())).toHaveLength(13);
+  });
+
+  it.each([
+    ['needs-two-spaces', 'single-space', /single-space: .*threw two spaces needed/],
+    ['decreasing', 'monotone', /monotone: .*raising the pretrained score of image 3 by 50 moved its combined score from .* to /],
+    ['order-dependent', 'key-order', /key-order: .*image 0 combines differently when the spaces come in another order/],
+    ['any-spaces', 'mismatched-spaces', /mismatched-spaces: .*combine without the finetuned space was accepted/],
+    ['nan-to-zero', 'no-hidden-nan', /no-hidden-nan: .*a NaN finetuned score became the combined score/],
+    ['lossy-state', 'state-round-trip', /state-round-trip: .*the restored instance combines image \d+ differently/],
+  ] as const)('catches a combiner whose flaw is %s: rule %s', async (flaw, rule, message) => {
+    const { ids, message: text } = await broken(checkCombiner(() => new OffsetSum(flaw)));
+    expect(ids).toContain(rule);
+    expect(text).toMatch(message);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Backbones: a real random ViT, seen through a view that breaks one rule.
+// ---------------------------------------------------------------------------------------------------------------
+
+type BackboneFlaw = 'none' | 'miscounted-tokens' | 'batch-dependent' | 'drops-unknown-taps';
+
+async function vit(flaw: BackboneFlaw): Promise<Backbone> {
+  const inner = await randomVit({ seed: 2, arch: { imageSize: [16, 16], patchSize: 8, width: 16, depth: 2, heads: 2, mlpDim: 32 } }, { runtime });
+  const info = flaw === 'miscounted-tokens' ? { ...inner.info, tokens: inner.info.tokens - 1 } : inner.info;
+  return {
+    info,
+    blockWeights: (i) => inner.blockWeights(i),
+    dispose: () => inner.dispose(),
+    async forward(pixels: Tensor, options?: { taps?: number[] }): Promise<BackboneOutput> {
+      const taps = flaw === 'drops-unknown-taps' ? options?.taps?.filter((t) => t < info.depth) : options?.taps;
+      const out = await inner.forward(pixels, { taps });
+      if (flaw === 'batch-dependent' && out.features.rows > 1) {
+        const data = Float32Array.from(out.features.data, (v, k) => v + 1e-2 * out.features.data[k % info.width]);
+        return { ...out, features: { ...out.features, data } };
+      }
+      return out;
+    },
+  };
+}
+
+describe('checkBackbone', () => {
+  it('passes a backbone that keeps every rule', async () => {
+    expect(await checkBackbone(() => vit('none'))).toHaveLength(8);
+  });
+
+  it.each([
+    ['miscounted-tokens', 'info', /info: .*tokens is 4, expected 5 \(patches \+ CLS\)/],
+    ['batch-dependent', 'batch-independent', /batch-independent: .*image 1 alone and in a batch of 3 differ by/],
+    ['drops-unknown-taps', 'refuses-wrong-input', /refuses-wrong-input: .*a tap of block 2 \(the last is 1\) was accepted/],
+  ] as const)('catches a backbone whose flaw is %s: rule %s', async (flaw, rule, message) => {
+    const { ids, message: text } = await broken(checkBackbone(() => vit(flaw)));
+    expect(ids).toContain(rule);
+    expect(text).toMatch(message);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Runtimes: onnxruntime, seen through a view whose sessions break one rule.
+// ---------------------------------------------------------------------------------------------------------------
+
+type RuntimeFlaw = 'none' | 'off-by-a-bit' | 'ignores-unknown-outputs' | 'runs-after-dispose';
+
+function onnx(flaw: RuntimeFlaw): Runtime {
+  const inner = new OnnxRuntime({ threads: 1 });
+  return {
+    name: 'onnx-view',
+    device: inner.device,
+    threads: inner.threads,
+    canTrain: false,
+    dispose: () => inner.dispose(),
+    async createSession(model, options): Promise<InferenceSession> {
+      const session = await inner.createSession(model, options);
+      return {
+        inputNames: session.inputNames,
+        outputNames: session.outputNames,
+        // Left to the runtime's dispose, which releases every session it made.
+        dispose: async () => (flaw === 'runs-after-dispose' ? undefined : session.dispose()),
+        async run(feeds, outputs) {
+          const known = outputs?.filter((o) => session.outputNames.includes(o));
+          const out = await session.run(feeds, flaw === 'ignores-unknown-outputs' && known?.length === 0 ? undefined : outputs);
+          if (flaw === 'off-by-a-bit') for (const t of Object.values(out)) t.data = t.data.map((v) => v + 1e-3);
+          return out;
+        },
+      };
+    },
+  };
+}
+
+describe('checkRuntime', () => {
+  it('passes a runtime that keeps every rule (onnxruntime itself, with its numerics)', async () => {
+    expect(await checkRuntime(() => onnx('none'))).toHaveLength(7);
+    expect(await checkRuntime(() => new OnnxRuntime({ threads: 1 }))).toHaveLength(7);
+  });
+
+  it.each([
+    ['off-by-a-bit', 'runs-a-graph', /runs-a-graph: .*outputs differ from the hand-computed values by 0\.001/],
+    ['ignores-unknown-outputs', 'refuses-bad-feeds', /refuses-bad-feeds: .*run asking for an unknown output was accepted/],
+    ['runs-after-dispose', 'session-dispose', /session-dispose: .*run on a disposed session was accepted/],
+  ] as const)('catches a runtime whose flaw is %s: rule %s', async (flaw, rule, message) => {
+    const { ids, message: text } = await broken(checkRuntime(() => onnx(flaw)));
+    expect(ids).toContain(rule);
+    expect(text).toMatch(message);
+  });
+});
+
+describe('registerChecks', () => {
+  it('registers each rule as a test of node:test too', () => {
+    // The built kit (npm test builds before it runs), as a plugin author's node:test suite imports it.
+    const file = join(import.meta.dirname, 'fixtures', 'plugins', 'kit-node-test.mjs');
+    writeFileSync(
+      file,
+      `import { test } from 'node:test';\nimport { sumCombinerPlugin } from '@transformaly/core';\nimport { combinerChecks, registerChecks } from '@transformaly/testing';\nregisterChecks(combinerChecks(sumCombinerPlugin), test, 'sum ');\n`,
+    );
+    const result = spawnSync(process.execPath, ['--test', '--test-reporter=tap', file], { encoding: 'utf8' });
+    expect(result.status, result.stdout + result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^# pass 13$/m);
+    expect(result.stdout).toMatch(/^ok \d+ - sum state-round-trip: a new instance restored from exportState/m);
+  });
+});
