@@ -379,7 +379,7 @@ describe('state', () => {
 describe('plugin', () => {
   // Built as a pipeline builds it: the core's binding of the plugin, a new distiller per detector.
   const resolveWith = (rt: Runtime, options: DistillerOptions = {}) =>
-    stageResolver<Distiller>(distillerPlugin, stageSlot('distiller'), options, { progress: new SilentProgress(), runtime: rt, backbone });
+    stageResolver<Distiller>(distillerPlugin, stageSlot('distiller'), options, { progress: new SilentProgress(), runtime: rt });
 
   it('resolves a fresh distiller per request on a trainable runtime', async () => {
     const resolve = await resolveWith(runtime, { blocks: [3] });

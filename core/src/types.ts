@@ -373,7 +373,8 @@ export interface StageContexts {
   data: StageContext;
   runtime: StageContext;
   backbone: StageContext & { readonly runtime: Runtime };
-  distiller: StageContext & { readonly runtime: Runtime; readonly backbone: Backbone };
+  /** The backbone reaches a distiller once, in `fit`'s context. */
+  distiller: StageContext & { readonly runtime: Runtime };
   scorer: StageContext & { readonly numeric: NumericEngine };
   combiner: StageContext & { readonly numeric: NumericEngine };
 }

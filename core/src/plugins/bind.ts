@@ -13,10 +13,7 @@ const CONTEXT: Record<StageKind, readonly (readonly [key: string, token: TokenNa
   data: [],
   runtime: [],
   backbone: [['runtime', 'Runtime']],
-  distiller: [
-    ['runtime', 'Runtime'],
-    ['backbone', 'Backbone'],
-  ],
+  distiller: [['runtime', 'Runtime']],
   scorer: [['numeric', 'NumericEngine']],
   combiner: [['numeric', 'NumericEngine']],
 };
@@ -132,7 +129,6 @@ export async function resolveStage<T>(container: Container, slot: StageSlot, plu
 export interface StageDependencies {
   progress: StageContexts['data']['progress'];
   runtime?: StageContexts['backbone']['runtime'];
-  backbone?: StageContexts['distiller']['backbone'];
   numeric?: StageContexts['scorer']['numeric'];
 }
 
@@ -149,7 +145,6 @@ export async function stageResolver<T = unknown>(
   const root = new Container();
   root.bind(TOKENS.ProgressReporter).toConstantValue(deps.progress);
   if (deps.runtime) root.bind(TOKENS.Runtime).toConstantValue(deps.runtime);
-  if (deps.backbone) root.bind(TOKENS.Backbone).toConstantValue(deps.backbone);
   if (deps.numeric) root.bind(TOKENS.NumericEngine).toConstantValue(deps.numeric);
   const container = new Container({ parent: root });
   await loadModule(container, stageModule(plugin, slot, options), plugin, slot.path);
