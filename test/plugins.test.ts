@@ -143,7 +143,10 @@ describe('plugin loading', () => {
     // Made absolute, so that a detector saved with this config can be scored from any folder.
     expect(pipeline.config.scorers.pretrained.use).toBe(join(dir, 'mean-scorer.ts'));
     // Its name and version are recorded with results.
-    expect(await pipeline.packageVersions()).toMatchObject({ 'mean-distance-scorer': '2.1.0', '@transformaly/backbone-vit': expect.any(String) });
+    const versions = await pipeline.packageVersions();
+    expect(versions).toMatchObject({ 'mean-distance-scorer': '2.1.0', '@transformaly/backbone-vit': expect.any(String), sharp: expect.any(String) });
+    // Built-in stages are the core's: recorded as the core, not under their short names.
+    expect(versions.folder).toBeUndefined();
     const error = await createPipeline({ ...base, scorers: { pretrained: { use: meanScorer, options: { scale: -1, sharpness: 1 } } } }, { baseDir: dir }).catch((e) => e);
     expect(error).toBeInstanceOf(ConfigError);
     expect(error.message).toMatch(/2 problems/);
@@ -400,7 +403,13 @@ describe('numerics', () => {
     // float64 products: 0.1 * 0.2 + 0.3 * 0.4 exactly as JavaScript computes it.
     const product = await engine.matmul({ rows: 1, cols: 2, data: Float64Array.of(0.1, 0.3) }, { rows: 2, cols: 1, data: Float64Array.of(0.2, 0.4) });
     expect(product.data[0]).toBe(0.1 * 0.2 + 0.3 * 0.4);
-    expect(await pipeline.packageVersions()).toMatchObject({ '@transformaly/runtime-tfjs': expect.any(String), '@tensorflow/tfjs-core': expect.any(String) });
+    // Both runtimes are recorded with results, with the engines they run on.
+    expect(await pipeline.packageVersions()).toMatchObject({
+      '@transformaly/runtime-tfjs': expect.any(String),
+      '@tensorflow/tfjs-core': expect.any(String),
+      '@transformaly/runtime-onnx': expect.any(String),
+      'onnxruntime-node': expect.any(String),
+    });
   });
 });
 

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OnnxGraph, Rng, serializeOnnxModel, type ProgressReporter, type Tensor } from '@transformaly/core';
 import { loadVitBackbone, type VitBackboneOptions } from '@transformaly/backbone-vit';
 import { OnnxRuntime } from '@transformaly/runtime-onnx';
-import { TfjsRuntime } from '@transformaly/runtime-tfjs';
+import { TfjsRuntime, plugin as tfjsPlugin } from '@transformaly/runtime-tfjs';
+import { registerChecks, runtimeChecks } from '@transformaly/testing';
 import { operatorGraph } from './fixtures/onnx-operators.js';
 import { expectClose } from './fixtures/close.js';
 
@@ -216,3 +217,7 @@ describe('ONNX operators', () => {
     await bad.dispose();
   });
 });
+
+// The Runtime contract (a graph computed as written, refusals of bad feeds, sessions released), through the core's
+// binding of the plugin; tfjs offers no numerics, so that rule does not apply.
+describe('conformance: wasm backend', () => registerChecks(runtimeChecks({ plugin: tfjsPlugin, options: { backend: 'wasm' } }), it));

@@ -43,8 +43,3 @@ export function stageSlot(path: StagePath): StageSlot {
 export function stateName(path: 'distiller' | 'scorers.pretrained' | 'scorers.finetuned' | 'combiner'): string {
   return (stageSlot(path) as { state: string }).state;
 }
-
-/** Where a detector's scorer of a feature space lives in the config. */
-export function scorerPath(space: 'pretrained' | 'finetuned'): 'scorers.pretrained' | 'scorers.finetuned' {
-  return `scorers.${space}`;
-}

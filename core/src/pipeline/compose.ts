@@ -71,8 +71,9 @@ export class Pipeline {
   /** Name, version and origin of each stage's plugin (and `plugins.<i>` for the extra ones), for saved detectors. */
   readonly plugins: Readonly<Record<string, PluginRecord>>;
   private resolvedNumeric: Promise<NumericEngine> | undefined;
-  /** The runtime that runs the numerics when the configured one has no float64 kernels. */
+  /** The runtime (and its plugin) that runs the numerics when the configured one has no float64 kernels. */
   private numericRuntime: Runtime | undefined;
+  private numericPlugin: TransformalyPlugin | undefined;
 
   constructor(
     private readonly resolution: Resolution,
@@ -149,6 +150,7 @@ export class Pipeline {
     const resolver = await stageResolver<Runtime>(plugin, stageSlot('runtime'), { threads: runtime.threads }, { progress: this.progress });
     const fallback = await resolver();
     this.numericRuntime = fallback;
+    this.numericPlugin = plugin;
     if (!offersNumerics(fallback)) throw new Error(`${why}, and neither does "${plugin.name}"`);
     return fallback;
   }
@@ -183,6 +185,7 @@ export class Pipeline {
   /** The plugin objects this pipeline uses (config stages, the config's `plugins`, a numeric fallback), each once. */
   private pluginObjects(): TransformalyPlugin[] {
     const all = [...this.stages.values()].map((s) => s.plugin).concat(this.resolution.extraPlugins.map((e) => e.plugin));
+    if (this.numericPlugin) all.push(this.numericPlugin);
     return [...new Set(all)];
   }
 
