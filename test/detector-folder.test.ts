@@ -181,7 +181,7 @@ describe('openDetector', () => {
     };
     const fitted = await fitAndSave('in-code', config({ distiller: false, scorers: { pretrained: 'in-code-scorer' } }), { 'in-code-scorer': inCode });
     await expect(openDetector(fitted.dir)).rejects.toThrow(
-      'scorers.pretrained plugin "in-code-scorer" was given in code when the detector was fitted, and a detector folder never makes Transformaly ' +
+      'scorers.pretrained plugin "in-code-scorer" version 1.0.0 was given in code when the detector was fitted, and a detector folder never makes Transformaly ' +
         'import code; give it with --plugin in-code-scorer=PATH (in code: openDetector(dir, { plugins: { "in-code-scorer": plugin } }))',
     );
     const opened = await openDetector(fitted.dir, { plugins: { 'in-code-scorer': inCode } });
