@@ -11,6 +11,7 @@ import {
   checkedStage,
   ContractError,
   createNumericEngine,
+  describeValue,
   readSafetensors,
   stageResolver,
   stageStateProblem,
@@ -184,7 +185,7 @@ export async function expectRefusal(fn: () => unknown, fail: (detail: string) =>
   } catch (error) {
     return error;
   }
-  return fail(`${what} was accepted (returned ${describe(result)}); it must throw`);
+  return fail(`${what} was accepted (returned ${describeValue(result)}); it must throw`);
 }
 
 /**
@@ -208,13 +209,6 @@ export async function throughFile(state: StageState, fail: (detail: string) => n
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-export function describe(value: unknown): string {
-  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name} of ${(value as unknown as ArrayLike<number>).length} values`;
-  if (Array.isArray(value)) return `an Array of ${value.length} values`;
-  if (value === null || value === undefined) return String(value);
-  return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
 }
 
 /** The first index where two score arrays differ bitwise (NaN equal to NaN), or -1. */

@@ -1,8 +1,7 @@
-import type { FeatureCombiner } from '@transformaly/core';
+import { describeValue, type FeatureCombiner } from '@transformaly/core';
 import {
   check,
   contractName,
-  describe,
   expectRefusal,
   firstDifference,
   instances,
@@ -35,7 +34,7 @@ export function combinerChecks(subject: Subject<'combiner'>, options: SubjectOpt
   return [
     check('fit-and-combine', 'after fit, combine returns a Float64Array of one finite score per image', async (fail) => {
       const out = (await fitted()).combine(copy(test));
-      if (!(out instanceof Float64Array)) fail(`combine returned ${describe(out)}, not a Float64Array`);
+      if (!(out instanceof Float64Array)) fail(`combine returned ${describeValue(out)}, not a Float64Array`);
       if (out.length !== 10) fail(`${out.length} combined scores for 10 images`);
       const bad = out.findIndex((v) => !Number.isFinite(v));
       if (bad >= 0) fail(`combined score ${bad} is ${out[bad]}`);

@@ -36,7 +36,7 @@ export function runtimeChecks(subject: Subject<'runtime'>, options: SubjectOptio
     check('describes-itself', 'name, device, threads and canTrain describe the runtime', async (fail) => {
       const r = await runtime();
       if (typeof r.name !== 'string' || r.name === '') fail(`name is ${JSON.stringify(r.name)}`);
-      if (r.device !== 'cpu' && r.device !== 'cuda') fail(`device is ${JSON.stringify(r.device)}`);
+      if (!['cpu', 'cuda', 'gpu'].includes(r.device)) fail(`device is ${JSON.stringify(r.device)}`);
       if (!Number.isInteger(r.threads) || r.threads < 1) fail(`threads is ${r.threads}`);
       if (typeof r.canTrain !== 'boolean') fail(`canTrain is ${JSON.stringify(r.canTrain)}`);
       if (r.canTrain && typeof (r as { createStudentTrainer?: unknown }).createStudentTrainer !== 'function') fail('canTrain is true but createStudentTrainer is missing');

@@ -1,8 +1,7 @@
-import type { DensityScorer, Matrix } from '@transformaly/core';
+import { describeValue, type DensityScorer, type Matrix } from '@transformaly/core';
 import {
   check,
   contractName,
-  describe,
   expectRefusal,
   firstDifference,
   instances,
@@ -42,7 +41,7 @@ export function densityScorerChecks(subject: Subject<'scorer'>, options: ScorerC
   return [
     check('fit-and-score', 'after fit, scoreSamples returns a Float64Array of one finite score per row', async (fail) => {
       const s = await scores(await fitted());
-      if (!(s instanceof Float64Array)) fail(`scoreSamples returned ${describe(s)}, not a Float64Array`);
+      if (!(s instanceof Float64Array)) fail(`scoreSamples returned ${describeValue(s)}, not a Float64Array`);
       if (s.length !== Y.rows) fail(`${s.length} scores for ${Y.rows} rows`);
       const bad = s.findIndex((v) => !Number.isFinite(v));
       if (bad >= 0) fail(`score ${bad} is ${s[bad]}`);

@@ -16,7 +16,7 @@ export interface StageOwner {
 export class ContractError extends PluginError {
   constructor(
     owner: StageOwner,
-    /** The broken rule, e.g. `DensityScorer.scoreSamples returns a Float64Array`. */
+    /** The broken rule, e.g. `DensityScorer implements fit, scoreSamples, exportState, importState`. */
     readonly rule: string,
     found: string,
   ) {
@@ -25,7 +25,8 @@ export class ContractError extends PluginError {
   }
 }
 
-type ResultCheck = (result: unknown, args: unknown[]) => string | undefined;
+/** Why a method's result breaks its rule, or undefined when it does not. */
+type ResultCheck = (result: unknown) => string | undefined;
 
 interface Contract {
   methods: readonly string[];
@@ -106,7 +107,7 @@ export function checkedStage<T>(kind: StageKind, instance: T, owner: StageOwner)
       if (!rule) return value.bind(t);
       return (...args: unknown[]) => {
         const verify = (result: unknown) => {
-          const problem = rule[1](result, args);
+          const problem = rule[1](result);
           if (problem !== undefined) throw new ContractError(owner, `${name}.${rule[0]}`, problem);
           return result;
         };
