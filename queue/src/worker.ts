@@ -15,6 +15,7 @@ import {
   openDetector,
   runCase,
   runCases,
+  STAGE_SLOTS,
   type OpenedDetector,
   type Pipeline,
   type ProgressReporter,
