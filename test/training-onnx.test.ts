@@ -116,6 +116,21 @@ for (const block of ['a', 'b']) {
       const { loss } = await t.lossAndGradients(input, target);
       expectClose([d.reduce((a, b) => a + b, 0) / d.length], [loss], 1e-5, 'mean discrepancy against the loss');
     });
+
+    it("gives an image the same discrepancy, to the bit, wherever it sits in a batch (a service's batches mix requests)", async () => {
+      const t = await trainer(spec, weightsOf(g, spec));
+      const d = await t.discrepancy(input, target);
+      const [n, ...rest] = input.dims;
+      const size = input.data.length / n;
+      const rows = (x: Tensor, order: number[]): Tensor => {
+        const data = new Float32Array(order.length * size);
+        order.forEach((i, k) => data.set(x.data.subarray(i * size, (i + 1) * size), k * size));
+        return { dims: [order.length, ...rest], data };
+      };
+      const reversed = Array.from({ length: n }, (_, k) => n - 1 - k);
+      expect(Array.from(await t.discrepancy(rows(input, reversed), rows(target, reversed)))).toEqual(reversed.map((i) => d[i]));
+      for (let i = 0; i < n; i++) expect((await t.discrepancy(rows(input, [i]), rows(target, [i])))[0]).toBe(d[i]);
+    });
   });
 }
 

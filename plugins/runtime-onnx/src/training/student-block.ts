@@ -63,7 +63,7 @@ function buildBlock(graph: OnnxGraph, spec: BlockSpec, differentiate: { weights:
 
   const diff = tape.sub(y, tape.reshape(target, [-1, D], 'target_rows'), 'diff');
   // The channel mean first: one float32 ReduceMean over millions of elements loses about 2.5e-4 of the loss.
-  const perToken = tape.reduceMean(tape.mul(diff, diff, 'squared'), [1], false, 'per_token');
+  const perToken = tape.reduceMean(tape.mul(diff, diff, 'squared'), [1], false, STUDENT_TOKEN_DISCREPANCY);
   return { tape, x, target, weights, y, perToken };
 }
 
@@ -104,13 +104,19 @@ export function buildStudentTrainingGraph(spec: BlockSpec, options: { inputGradi
   return { graph, loss: loss.name, gradients, inputGradient };
 }
 
-/** The forward-only graph: outputs `discrepancy` [N] (per image, the mean over tokens and channels) and `output` [N, tokens, width]. */
+/** Output of the forward graph: per token, the mean over channels of (student - target)^2, [N * tokens]. */
+export const STUDENT_TOKEN_DISCREPANCY = 'per_token';
+
+/**
+ * The forward-only graph: outputs `per_token` [N * tokens] (per token, the mean over channels; the caller averages
+ * each image's tokens) and `output` [N, tokens, width]. The mean over tokens is not a ReduceMean here: onnxruntime's
+ * sums over a [N, tokens] axis depend in their last bit on where a row starts in memory, so an image's discrepancy
+ * would depend on its position in the batch.
+ */
 export function buildStudentForwardGraph(spec: BlockSpec): OnnxGraph {
   const graph = new OnnxGraph('student_block_forward');
-  const { tape, y, perToken } = buildBlock(graph, spec, { weights: false, input: false });
-  const perImage = tape.reshape(perToken, [-1, spec.tokens]);
-  tape.reduceMean(perImage, [1], false, 'discrepancy');
-  graph.output('discrepancy', 'float32', ['N']);
+  const { y, perToken } = buildBlock(graph, spec, { weights: false, input: false });
+  graph.output(perToken.name, 'float32', ['NT']);
   graph.op('Reshape', [y.name, graph.int64s([-1, spec.tokens, spec.width], 'shape')], {}, { output: 'output' });
   graph.output('output', 'float32', ['N', spec.tokens, spec.width]);
   return graph;

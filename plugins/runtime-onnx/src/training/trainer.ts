@@ -11,6 +11,7 @@ import {
   STUDENT_INPUT,
   STUDENT_OPSET_IMPORTS,
   STUDENT_TARGET,
+  STUDENT_TOKEN_DISCREPANCY,
 } from './student-block.js';
 
 /** Session settings of both student sessions; unset fields take `resolveSessionSettings`'s defaults. */
@@ -102,9 +103,17 @@ class OnnxStudentEngine implements StudentEngine {
     };
   }
 
-  async discrepancy(input: Tensor, target: Tensor): Promise<Float64Array> {
-    const out = await this.forwardSession.run(this.feeds(input, target), ['discrepancy']);
-    return Float64Array.from(out.discrepancy.data as Float32Array);
+  async discrepancy(input: Tensor, target: Tensor, images: number): Promise<Float64Array> {
+    const out = await this.forwardSession.run(this.feeds(input, target), [STUDENT_TOKEN_DISCREPANCY]);
+    const perToken = out[STUDENT_TOKEN_DISCREPANCY].data as Float32Array;
+    const tokens = perToken.length / images;
+    const means = new Float64Array(images);
+    for (let n = 0; n < images; n++) {
+      let sum = 0;
+      for (let t = n * tokens; t < (n + 1) * tokens; t++) sum += perToken[t];
+      means[n] = sum / tokens;
+    }
+    return means;
   }
 
   read(kind: TrainerArrayKind, name: string): Float32Array {
