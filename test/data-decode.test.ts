@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -101,6 +101,17 @@ describe('decodeImage', () => {
     expect(decodeError.reason.length).toBeGreaterThan(0);
     expect(decodeError.message).toContain(at(name));
     expect(decodeError.message).toContain(decodeError.reason);
+  });
+
+  it("decodes a file's bytes exactly as the file, and names them in errors as told", async () => {
+    for (const name of ['rgb.png', 'rgb.webp', 'rgb.tiff', 'flat.jpg', 'rgb16.png']) {
+      expect(await decodeImage(readFileSync(at(name)))).toEqual(await decodeImage(at(name)));
+    }
+    const truncated = await decodeImage(readFileSync(at('truncated.png')), { name: 'upload.png' }).catch((e: unknown) => e as ImageDecodeError);
+    expect(truncated).toBeInstanceOf(ImageDecodeError);
+    expect(truncated.path).toBe('upload.png');
+    const bomb = await decodeImage(readFileSync(at('bomb.png'))).catch((e: unknown) => e as ImageDecodeError);
+    expect(bomb.message).toMatch(/^Cannot decode image \(image bytes\): 16000 x 16000 = 256 megapixels, more than the maxPixels limit/);
   });
 });
 

@@ -12,10 +12,13 @@ export const DEFAULT_MAX_PIXELS = 50_000_000;
 export interface DecodeOptions {
   /** Images with more pixels than this (from their header, before decoding) are refused; default `DEFAULT_MAX_PIXELS`. */
   maxPixels?: number;
+  /** How errors name an image given as bytes (e.g. an upload's file name); default `(image bytes)`. */
+  name?: string;
 }
 
 /**
- * Decodes a PNG, JPEG, WebP or TIFF file to RGB floats in [0, 1], HWC.
+ * Decodes a PNG, JPEG, WebP or TIFF file (a path, or the file's bytes) to RGB floats in [0, 1], HWC. The bytes of a
+ * file decode exactly as the file does.
  *
  * - Grayscale is expanded to three equal channels.
  * - An alpha channel is dropped as stored: colour values are neither premultiplied nor composited onto a
@@ -29,12 +32,13 @@ export interface DecodeOptions {
  * sample formats other than 8 and 16 bits (e.g. float TIFF), and for images whose header declares more than
  * `maxPixels` pixels (checked before any pixel is decoded).
  */
-export async function decodeImage(path: string, options: DecodeOptions = {}): Promise<RgbImage> {
+export async function decodeImage(source: string | Uint8Array, options: DecodeOptions = {}): Promise<RgbImage> {
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  const path = typeof source === 'string' ? source : (options.name ?? '(image bytes)');
   try {
     // 'truncated' rejects cut-off files (PIL also refuses them) while tolerating the benign libjpeg warnings that
     // many real-world photos trigger. sharp's own pixel limit is off: the check below gives the clearer message.
-    const pipeline = sharp(path, { failOn: 'truncated', limitInputPixels: false });
+    const pipeline = sharp(source, { failOn: 'truncated', limitInputPixels: false });
     // The header alone: the size is checked before libvips allocates anything for the pixels.
     const meta = await pipeline.metadata();
     const pixels = (meta.width ?? 0) * (meta.height ?? 0);

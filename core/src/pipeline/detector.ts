@@ -74,7 +74,8 @@ export const SPACES = ['pretrained', 'finetuned'] as const;
  * discrepancy features, each modelled by a density scorer, combined into one normality score.
  */
 export class Detector {
-  private readonly preprocessor: Preprocessor;
+  /** Turns decoded images into the backbone's input, as `score` does; `scorePixels` takes its output. */
+  readonly preprocessor: Preprocessor;
   /** Decision threshold on the combined score; set by `fit` or restored by `importStates`. */
   threshold: number | undefined;
 
@@ -154,6 +155,20 @@ export class Detector {
     const scores = await this.scoreFeatures(features);
     const threshold = this.threshold;
     return { ids: features.ids, ...scores, anomalous: Array.from(scores.combined, (s) => s < threshold), skipped };
+  }
+
+  /**
+   * Scores images already decoded and preprocessed (NCHW, as `preprocessor` gives them) in one backbone pass, whatever
+   * their number: what a service that gathers images from several requests calls. The scores equal `score`'s for the
+   * same images, since every stage scores each image on its own.
+   */
+  async scorePixels(pixels: Tensor, ids: string[]): Promise<DetectorScores> {
+    if (this.threshold === undefined) throw new Error('Detector.scorePixels: the detector is not fitted (call fit, or load a saved detector)');
+    if (pixels.dims[0] !== ids.length) throw new Error(`Detector.scorePixels: ${plural(pixels.dims[0], 'image')} of pixels for ${plural(ids.length, 'id')}`);
+    const features = await this.batchFeatures(pixels, ids);
+    const scores = await this.scoreFeatures({ ids, ...features });
+    const threshold = this.threshold;
+    return { ids, ...scores, anomalous: Array.from(scores.combined, (s) => s < threshold), skipped: [] };
   }
 
   /**
@@ -256,13 +271,11 @@ export class Detector {
     }
   }
 
-  /** One backbone pass per batch serves both spaces: the CLS feature and the taps the distiller compares. */
   private async features(items: ImageItem[], label: string, skipped: { id: string; reason: string }[]): Promise<SpaceFeatures> {
     const task = this.progress.task(label, items.length);
     const ids: string[] = [];
     const pretrained = new RowCollector();
     const finetuned = new RowCollector();
-    const { distiller, backbone } = this.parts;
     for await (const batch of batches(items, this.settings.batchSize, this.preprocessor, {
       skipBadFiles: this.settings.skipBadFiles,
       onSkip: (s) => {
@@ -272,18 +285,26 @@ export class Detector {
     })) {
       if (batch.items.length > 0) {
         const batchIds = batch.items.map((item) => item.id);
-        const output = await backbone.forward(batch.pixels, { taps: distiller ? [...distiller.blocks] : [] });
-        pretrained.push(checkFeatures(output?.features, batchIds, backbone.info.width, this.stageLabel('backbone', backbone.info.id), 'forward'));
-        if (distiller) {
-          finetuned.push(checkFeatures(await distiller.features(output), batchIds, distiller.blocks.length, this.stageLabel('distiller', distiller.name), 'features'));
-        }
+        const features = await this.batchFeatures(batch.pixels, batchIds);
+        pretrained.push(features.pretrained);
+        if (features.finetuned) finetuned.push(features.finetuned);
         ids.push(...batchIds);
       }
       task.tick(batch.items.length + (batch.skipped?.length ?? 0));
     }
     task.done();
     if (ids.length === 0) throw new Error(`${label}: no image could be used (${skipped.length} skipped)`);
-    return { ids, pretrained: pretrained.matrix(), finetuned: distiller ? finetuned.matrix() : undefined };
+    return { ids, pretrained: pretrained.matrix(), finetuned: this.parts.distiller ? finetuned.matrix() : undefined };
+  }
+
+  /** One backbone pass serves both spaces: the CLS feature and the taps the distiller compares. */
+  private async batchFeatures(pixels: Tensor, ids: string[]): Promise<Omit<SpaceFeatures, 'ids'>> {
+    const { distiller, backbone } = this.parts;
+    const output = await backbone.forward(pixels, { taps: distiller ? [...distiller.blocks] : [] });
+    const pretrained = checkFeatures(output?.features, ids, backbone.info.width, this.stageLabel('backbone', backbone.info.id), 'forward');
+    if (!distiller) return { pretrained };
+    const finetuned = checkFeatures(await distiller.features(output), ids, distiller.blocks.length, this.stageLabel('distiller', distiller.name), 'features');
+    return { pretrained, finetuned };
   }
 
   private async spaceScores(features: SpaceFeatures): Promise<Record<string, Float64Array>> {
