@@ -9,6 +9,7 @@ import { runCommand } from './commands/run.js';
 import { scoreCommand, type ScoreOptions } from './commands/score.js';
 import { workerCommand, type WorkerCommandOptions } from './commands/worker.js';
 import type { RunCommandOptions } from './commands/run.js';
+import { serveCommand, type ServeCommandOptions } from './commands/serve.js';
 
 const progress = new ConsoleProgress();
 const abort = new AbortController();
@@ -16,6 +17,11 @@ const abort = new AbortController();
 const positiveInt = (name: string) => (value: string) => {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got "${value}"`);
+  return n;
+};
+const nonNegativeInt = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be an integer >= 0, got "${value}"`);
   return n;
 };
 const positiveSeconds = (name: string) => (value: string) => {
@@ -43,9 +49,9 @@ const resumeAdvice = () => (process.argv.includes('--restart') ? 'rerun the comm
 
 /** Runs a command; errors print as one clear message, not a stack trace (set DEBUG=transformaly for the stack). */
 const action =
-  <A extends unknown[]>(fn: (...args: A) => Promise<void>) =>
+  <A extends unknown[]>(fn: (...args: A) => Promise<void>, { ownSignals = false } = {}) =>
   async (...args: A) => {
-    process.once('SIGINT', () => {
+    if (!ownSignals) process.once('SIGINT', () => {
       progress.warn(`interrupted: finishing the current step; finished cases and checkpoints are kept (${resumeAdvice()})`);
       abort.abort(new Error('interrupted'));
       process.once('SIGINT', () => process.exit(130));
@@ -115,6 +121,24 @@ program
   .option('--lock-duration <seconds>', "how long a job's lock lasts without renewal: a dead worker's job is taken over after about this (default 120)", positiveSeconds('--lock-duration'))
   .option('--stalled-interval <seconds>', 'how often this worker looks for the jobs of dead workers (default 60)', positiveSeconds('--stalled-interval'))
   .action(action((options: WorkerCommandOptions) => workerCommand(options, progress, abort.signal)));
+
+program
+  .command('serve')
+  .description('serve a saved detector over HTTP: POST /v1/score, GET /v1/detector, /healthz, /readyz, /metrics')
+  .requiredOption('-d, --detector <dir>', 'detector folder written by fit or run')
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .option('--port <n>', 'port to listen on (0: any free port)', nonNegativeInt('--port'), 8080)
+  .option('--batch-size <n>', "most images per backbone pass (default: the detector's batchSize)", positiveInt('--batch-size'))
+  .option('--batch-wait <ms>', 'how long the first image of a pass waits for others (default 5)', nonNegativeInt('--batch-wait'))
+  .option('--max-queue <n>', 'images waiting beyond which requests get 503 (default 4 x batch size)', positiveInt('--max-queue'))
+  .option('--timeout <ms>', 'per-request time limit, then 503 (default 30000)', positiveInt('--timeout'))
+  .option('--body-limit <bytes>', 'largest image body or multipart file, then 413 (default 20 MiB)', positiveInt('--body-limit'))
+  .option('--max-files <n>', 'most files in one multipart request, then 413 (default 32)', positiveInt('--max-files'))
+  .option('--max-pixels <n>', `refuse images with more pixels than this (default ${DEFAULT_MAX_PIXELS})`, positiveInt('--max-pixels'))
+  .option('--decode-concurrency <n>', 'images decoded at once (default: the number of CPUs)', positiveInt('--decode-concurrency'))
+  .addOption(new Option('--log-level <level>', 'log level (JSON lines on stdout)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+  .option('--plugin <name=path>', 'a plugin the detector names, from this file (repeatable)', repeatable)
+  .action(action((options: ServeCommandOptions) => serveCommand(options), { ownSignals: true }));
 
 program
   .command('embed')

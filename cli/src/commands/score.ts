@@ -55,14 +55,14 @@ async function emit(text: string, count: number, out: string | undefined, progre
 }
 
 /** `--plugin NAME=PATH`: the plugin's name as the detector records it, and its file or package. */
-function pluginPair(pair: string): { name: string; path: string } {
+export function pluginPair(pair: string): { name: string; path: string } {
   const at = pair.indexOf('=');
   if (at <= 0 || at === pair.length - 1) throw new Error(`--plugin ${pair}: expected NAME=PATH (the plugin's name as the detector records it, and its file or package)`);
   return { name: pair.slice(0, at), path: pair.slice(at + 1) };
 }
 
 /** Loads each `--plugin NAME=PATH`; the file's plugin must be named NAME, the name the detector records. */
-async function givenPlugins(pairs: { name: string; path: string }[]): Promise<Record<string, TransformalyPlugin>> {
+export async function givenPlugins(pairs: { name: string; path: string }[]): Promise<Record<string, TransformalyPlugin>> {
   const plugins: Record<string, TransformalyPlugin> = {};
   for (const { name, path } of pairs) {
     const plugin = await loadPlugin(path, { baseDir: process.cwd() });

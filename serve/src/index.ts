@@ -1,0 +1,1 @@
+export { createServer, type ServeLimits, type ServeOptions, type TransformalyServer } from './server.js';
