@@ -107,6 +107,14 @@ describe('transformaly serve (process)', () => {
     }
   });
 
+  it('SIGTERM as soon as it listens (the detector possibly still loading) also exits 0', async () => {
+    const served = serve(['--detector', detectorDir, '--port', '0']);
+    await served.waitForLog((msg) => msg.startsWith('Server listening at '));
+    served.child.kill('SIGTERM');
+    expect(await served.exited).toEqual({ code: 0, signal: null });
+    expect(served.logs.at(-1)?.msg).toBe('stopped');
+  });
+
   it('exits 1 with the reason when the detector cannot be opened', async () => {
     const served = serve(['--detector', join(detectorDir, 'nowhere'), '--port', '0']);
     const { code } = await served.exited;

@@ -1,16 +1,14 @@
 import { decodeImage, ImageDecodeError, type Preprocessor, type Tensor } from '@transformaly/core';
 import { ServeError } from './errors.js';
 
-/** The image formats the service decodes, by the media type that declares them. */
-export const IMAGE_MEDIA_TYPES: Record<string, ImageFormat> = {
-  'image/png': 'png',
-  'image/jpeg': 'jpeg',
-  'image/webp': 'webp',
-  'image/tiff': 'tiff',
-};
+/**
+ * The media types of the image formats the service decodes. The declared type only admits a body: the format is
+ * read from the bytes (`sniffFormat`), so a PNG declared as image/jpeg is decoded as the PNG it is.
+ */
+export const IMAGE_MEDIA_TYPES = ['image/png', 'image/jpeg', 'image/webp', 'image/tiff'];
 
-/** Media types a raw body may have: an image type, or octet-stream for "find out from the bytes". */
-export const RAW_MEDIA_TYPES = [...Object.keys(IMAGE_MEDIA_TYPES), 'application/octet-stream'];
+/** Media types a raw body or a file part may have: an image type, or octet-stream for "find out from the bytes". */
+export const RAW_MEDIA_TYPES = [...IMAGE_MEDIA_TYPES, 'application/octet-stream'];
 
 export type ImageFormat = 'png' | 'jpeg' | 'webp' | 'tiff';
 

@@ -313,7 +313,7 @@ interface Upload {
 /** The images of a request: its raw body, or every file of a multipart body (other fields are refused). */
 async function readUploads(request: FastifyRequest, maxFiles: number): Promise<Upload[]> {
   if (!request.isMultipart()) {
-    if (!(request.body instanceof Uint8Array)) throw new ServeError(400, `no image: send one as the body (Content-Type ${Object.keys(IMAGE_MEDIA_TYPES).join(', ')}) or several as multipart/form-data files`);
+    if (!(request.body instanceof Uint8Array)) throw new ServeError(400, `no image: send one as the body (Content-Type ${IMAGE_MEDIA_TYPES.join(', ')}) or several as multipart/form-data files`);
     return [{ bytes: request.body }];
   }
   const uploads: Upload[] = [];

@@ -36,14 +36,17 @@ export async function serveCommand(options: ServeCommandOptions): Promise<void> 
     decodeConcurrency: options.decodeConcurrency,
     logger: { level: options.logLevel },
   });
-  let closed: Promise<void> | undefined;
+  let closing: Promise<void> | undefined;
+  let stopRequested!: () => void;
+  const stopped = new Promise<void>((resolve) => (stopRequested = resolve));
   const stop = (signal: NodeJS.Signals) => {
-    if (closed) {
+    if (closing) {
       app.log.warn(`${signal} again: exiting without finishing the requests in flight`);
       process.exit(1);
     }
     app.log.info(`${signal}: no longer accepting requests; finishing those in flight`);
-    closed = app.close();
+    closing = app.close();
+    stopRequested();
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
@@ -51,10 +54,10 @@ export async function serveCommand(options: ServeCommandOptions): Promise<void> 
   try {
     await app.detectorReady;
   } catch (error) {
-    await (closed ?? app.close());
+    await (closing ?? app.close());
     throw error;
   }
-  await new Promise<void>((resolve) => app.server.once('close', resolve));
-  await closed;
+  await stopped;
+  await closing;
   app.log.info('stopped');
 }
