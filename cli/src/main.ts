@@ -47,7 +47,10 @@ const triple = (name: string) => (value: string): [number, number, number] => {
 /** `run` and `fit` resume from their checkpoints when run again; `fit --restart` would discard them. */
 const resumeAdvice = () => (process.argv.includes('--restart') ? 'rerun the command without --restart to resume' : 'rerun the same command to resume');
 
-/** Runs a command; errors print as one clear message, not a stack trace (set DEBUG=transformaly for the stack). */
+/**
+ * Runs a command; errors print as one clear message, not a stack trace (set DEBUG=transformaly for the stack).
+ * `ownSignals`: the command handles SIGINT itself (serve), so Ctrl-C does not mean "finish the current step".
+ */
 const action =
   <A extends unknown[]>(fn: (...args: A) => Promise<void>, { ownSignals = false } = {}) =>
   async (...args: A) => {

@@ -10,6 +10,8 @@ export const STUDENT_OPSET_IMPORTS: Readonly<Record<string, number>> = { 'com.mi
 /** Input names of the batch: hidden states entering the teacher block and the teacher block's output, [N, tokens, width]. */
 export const STUDENT_INPUT = 'input';
 export const STUDENT_TARGET = 'target';
+/** Output of the forward graph: per token, the mean over channels of (student - target)^2, [N * tokens]. */
+export const STUDENT_TOKEN_DISCREPANCY = 'per_token';
 
 /** The student's weights in graph-input (and `Backbone.blockWeights`) order, with their torch shapes. */
 export function studentWeightShapes(spec: BlockSpec): Map<string, number[]> {
@@ -103,9 +105,6 @@ export function buildStudentTrainingGraph(spec: BlockSpec, options: { inputGradi
   }
   return { graph, loss: loss.name, gradients, inputGradient };
 }
-
-/** Output of the forward graph: per token, the mean over channels of (student - target)^2, [N * tokens]. */
-export const STUDENT_TOKEN_DISCREPANCY = 'per_token';
 
 /**
  * The forward-only graph: outputs `per_token` [N * tokens] (per token, the mean over channels; the caller averages
