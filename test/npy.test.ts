@@ -26,7 +26,9 @@ function handMade(dict: string, body: Uint8Array): Uint8Array {
 describe('npy', () => {
   it('writes the exact NumPy 1.0 header, 64-byte aligned, followed by little-endian float32 rows', async () => {
     const data = Float32Array.from({ length: 12 }, (_, i) => i * 0.5 - 2);
-    const path = join(dir, 'm.npy');
+    // A folder of its own: the other tests write beside it, in whatever order they run.
+    const own = await mkdtemp(join(dir, 'header-'));
+    const path = join(own, 'm.npy');
     await writeNpy(path, { rows: 3, cols: 4, data });
     const bytes = await readFile(path);
 
@@ -43,7 +45,7 @@ describe('npy', () => {
     expect(bytes.length).toBe(128 + 12 * 4);
     for (let i = 0; i < 12; i++) expect(bytes.readFloatLE(128 + 4 * i)).toBe(data[i]);
     // Nothing else (no temporary file) is left beside it.
-    expect(await readdir(dir)).toEqual(['m.npy']);
+    expect(await readdir(own)).toEqual(['m.npy']);
   });
 
   it('pads every header so the data starts at a multiple of 64, for small and large shapes', () => {
