@@ -269,6 +269,48 @@ export interface DistillerFitContext {
    */
   setup?: JsonObject;
   signal?: AbortSignal;
+  /**
+   * The teacher's taps of these same batches (`trainBatches(epoch)` and `validationBatches()` through the backbone),
+   * each image's taps computed once and replayed on later passes (the Detector's teacher cache, which also keeps the
+   * final CLS for the pre-trained features). Absent where nobody records them: stream the teacher then.
+   */
+  teacherTaps?(request: TeacherTapsRequest): TapSource;
+}
+
+/** A block's input and output hidden states for a batch of images, [N, tokens, width] each. */
+export interface BlockTap {
+  input: Tensor;
+  output: Tensor;
+}
+
+/** One batch of the teacher's taps at every student's block. */
+export interface TapBatch {
+  images: number;
+  taps: ReadonlyMap<number, BlockTap>;
+}
+
+/**
+ * Where the training loop's batches come from: the teacher streamed (`streamTeacherTaps`: one pass per batch), or
+ * the fit context's `teacherTaps` (each image once, replayed afterwards).
+ */
+export interface TapSource {
+  /** The training batches of epoch `epoch` (0-based), in that epoch's order. */
+  train(epoch: number): AsyncIterable<TapBatch>;
+  /** The held-out batches; none when there are no held-out images. */
+  validation(): AsyncIterable<TapBatch>;
+}
+
+/** How recorded taps are stored: float32 (exact), or 16-bit floats at half the memory and disk. */
+export type TapPrecision = 'float32' | 'float16' | 'bfloat16';
+
+export interface TeacherTapsRequest {
+  /** Blocks whose input and output are recorded. */
+  blocks: readonly number[];
+  /** The students' shape; every tap is checked against it. */
+  spec: BlockSpec;
+  precision: TapPrecision;
+  /** Bytes of recorded taps held in memory; the rest go to a temporary file, deleted when the fit ends. */
+  memoryBytes: number;
 }
 
 /** The teacher-student stage: trains students on normal images, then turns taps into discrepancy features. */

@@ -5,6 +5,8 @@ import { ImageDecodeError } from './errors.js';
 export interface Batch {
   /** The items whose images are in `pixels`, in order (skipped bad files are absent). */
   items: ImageItem[];
+  /** Their positions in the list given to `batches`. */
+  indices: number[];
   /** NCHW, preprocessed; N = items.length (0 when every file of the batch was skipped). */
   pixels: Tensor;
   /** The files of this batch that were skipped (only with `skipBadFiles`; already reported to `onSkip`). */
@@ -26,6 +28,8 @@ export interface BatchOptions {
 
 interface Loaded {
   items: ImageItem[];
+  /** Positions in the batch. */
+  positions: number[];
   images: RgbImage[];
   skipped: SkippedFile[];
 }
@@ -56,10 +60,11 @@ async function loadBatch(items: ImageItem[], concurrency: number, skipBadFiles: 
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(`Cannot load image ${items[index].id}: ${reason}`, { cause: error });
   }
-  const loaded: Loaded = { items: [], images: [], skipped: [] };
+  const loaded: Loaded = { items: [], positions: [], images: [], skipped: [] };
   for (let i = 0; i < items.length; i++) {
     if (loadedOk[i]) {
       loaded.items.push(items[i]);
+      loaded.positions.push(i);
       loaded.images.push(images[i]);
     } else {
       const error = failures[i];
@@ -106,6 +111,6 @@ export async function* batches(
     pending = from + batchSize < items.length ? start(from + batchSize) : undefined;
     for (const skipped of loaded.skipped) options.onSkip?.(skipped);
     const pixels = await preprocessor.run(loaded.images);
-    yield { items: loaded.items, pixels, skipped: loaded.skipped };
+    yield { items: loaded.items, indices: loaded.positions.map((p) => from + p), pixels, skipped: loaded.skipped };
   }
 }

@@ -12,6 +12,7 @@ import type {
   Runtime,
   StageState,
   StudentTrainer,
+  TapPrecision,
   Tensor,
   TrainableRuntime,
 } from '../types.js';
@@ -26,6 +27,7 @@ import {
   type ResolvedDistillerOptions,
 } from './options.js';
 import { streamTeacherTaps, tapOf } from './taps.js';
+import { defaultCacheMemoryBytes } from './teacher-cache.js';
 import { trainStudents, type TrainedStudents } from './training-loop.js';
 
 const STATE_FORMAT = 'transformaly-distiller/1';
@@ -123,6 +125,12 @@ export class TransformalyDistiller implements Distiller {
 
     const file = this.options.initialWeights;
     let initial: Promise<Map<number, Record<string, Tensor>>> | undefined;
+    const cache = this.options.teacherCache && context.teacherTaps ? this.options.teacherCache : undefined;
+    const memoryBytes = cache ? (cache.memoryMiB !== undefined ? cache.memoryMiB * 2 ** 20 : defaultCacheMemoryBytes()) : 0;
+    const taps = cache ? context.teacherTaps!({ blocks, spec, precision: cache.precision, memoryBytes }) : streamTeacherTaps(context, blocks, spec);
+    const teacher = cache
+      ? `teacher once per image (taps in ${cache.precision}, up to ${formatBytes(memoryBytes)} in memory)`
+      : 'teacher every epoch';
     const trained = await trainStudents({
       blocks,
       epochs,
@@ -131,20 +139,23 @@ export class TransformalyDistiller implements Distiller {
         const weights = (await initial)?.get(block) ?? initStudentWeights(spec, studentSeed(seed, block));
         return this.runtime.createStudentTrainer(spec, weights, adam);
       },
-      taps: streamTeacherTaps(context, blocks, spec),
-      checkpoint: context.checkpointDir === undefined ? undefined : { dir: context.checkpointDir, setup: this.checkpointSetup(info, blocks, spec, context.setup) },
+      taps,
+      checkpoint:
+        context.checkpointDir === undefined ? undefined : { dir: context.checkpointDir, setup: this.checkpointSetup(info, blocks, spec, context.setup, cache?.precision ?? 'float32') },
       progress: this.progress,
       summary:
         `distiller: ${blocks.length} student${blocks.length > 1 ? 's' : ''} for blocks ${blocks.join(', ')} of ${info.id}` +
-        ` (${info.depth} blocks, width ${info.width}), ${epochs} epochs, Adam lr ${adam.lr}`,
+        ` (${info.depth} blocks, width ${info.width}), ${epochs} epochs, Adam lr ${adam.lr}, ${teacher}`,
       signal: context.signal,
     });
     this.fitted = { blocks, spec, ...trained };
   }
 
   /** What the students are trained with; a checkpoint is resumed only by a fit with the same setup. */
-  private checkpointSetup(info: BackboneInfo, blocks: number[], spec: BlockSpec, fit: JsonObject | undefined): JsonObject {
+  private checkpointSetup(info: BackboneInfo, blocks: number[], spec: BlockSpec, fit: JsonObject | undefined, tapPrecision: TapPrecision): JsonObject {
     return {
+      // Rounded taps train other students; float32 taps, streamed or replayed, the same ones.
+      ...(tapPrecision === 'float32' ? {} : { tapPrecision }),
       blocks,
       spec: { ...spec },
       adam: { ...this.options.adam },
@@ -266,4 +277,8 @@ export class TransformalyDistiller implements Distiller {
       await Promise.all(trainers.map((t) => t.dispose()));
     }
   }
+}
+
+function formatBytes(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`;
 }

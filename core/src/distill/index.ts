@@ -2,8 +2,25 @@
 export { TransformalyDistiller } from './distiller.js';
 export { trainStudents, type TrainingLoopSettings, type TrainedStudents } from './training-loop.js';
 export { streamTeacherTaps, type BlockTap, type TapBatch, type TapSource } from './taps.js';
+export {
+  TeacherCache,
+  defaultCacheMemoryBytes,
+  type CachedImages,
+  type CacheSplit,
+  type IndexedPixels,
+  type RecordedBatch,
+  type TeacherCacheSettings,
+} from './teacher-cache.js';
 export { distillerPlugin } from './plugin.js';
-export { distillerOptionsSchema, resolveDistillerOptions, selectBlocks, type BlockSelection, type DistillerOptions, type ResolvedDistillerOptions } from './options.js';
+export {
+  distillerOptionsSchema,
+  resolveDistillerOptions,
+  selectBlocks,
+  type BlockSelection,
+  type DistillerOptions,
+  type ResolvedDistillerOptions,
+  type TeacherCacheOptions,
+} from './options.js';
 export {
   checkAdamSettings,
   checkBlockSpec,

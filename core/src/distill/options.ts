@@ -1,5 +1,5 @@
 import { ConfigError, validateAgainst } from '../config/validate.js';
-import type { AdamSettings, JsonSchema } from '../types.js';
+import type { AdamSettings, JsonSchema, TapPrecision } from '../types.js';
 
 /**
  * Which transformer blocks get a student, 0-based:
@@ -23,6 +23,18 @@ export interface DistillerOptions {
   seed?: number;
   /** A safetensors file of initial student weights keyed `block{i}.<timm name>` (warm starts, parity tests). */
   initialWeights?: string;
+  /**
+   * The teacher runs once per image and its taps are replayed in later epochs (default); `false` runs it again every
+   * epoch. `precision` stores them as float32 (default; the same students as streaming) or float16/bfloat16 (half
+   * the memory); `memoryMiB` caps what is held in memory (default half the free memory), the rest goes to a
+   * temporary file in the checkpoint folder (or the OS temporary folder), deleted when the fit ends.
+   */
+  teacherCache?: false | TeacherCacheOptions;
+}
+
+export interface TeacherCacheOptions {
+  precision?: TapPrecision;
+  memoryMiB?: number;
 }
 
 /** Options after defaults; `blocks` is still a selection because `{ last: n }` needs the backbone's depth. */
@@ -32,6 +44,8 @@ export interface ResolvedDistillerOptions {
   adam: AdamSettings;
   seed: number;
   initialWeights?: string;
+  /** `memoryMiB` absent: half the memory free when the fit starts. */
+  teacherCache: false | { precision: TapPrecision; memoryMiB?: number };
 }
 
 export const DISTILLER_DEFAULTS = {
@@ -41,6 +55,7 @@ export const DISTILLER_DEFAULTS = {
   betas: [0.9, 0.999],
   eps: 1e-8,
   seed: 0,
+  tapPrecision: 'float32',
 } as const;
 
 const blockIndex = { type: 'integer', minimum: 0 } as const;
@@ -90,6 +105,23 @@ export const distillerOptionsSchema: JsonSchema = {
       resolvePath: true,
       description: 'safetensors file of initial student weights keyed block{i}.<timm name> (e.g. block2.attn.qkv.weight).',
     },
+    teacherCache: {
+      description:
+        'Teacher once per image, taps replayed in later epochs (default { precision: float32 }, in memory up to memoryMiB, default half the free memory, ' +
+        'the rest in a temporary file); false runs the teacher every epoch.',
+      expected: 'false, or { precision?: "float32" | "float16" | "bfloat16", memoryMiB?: number >= 0 }',
+      oneOf: [
+        { const: false },
+        {
+          type: 'object',
+          properties: {
+            precision: { enum: ['float32', 'float16', 'bfloat16'] },
+            memoryMiB: { type: 'number', minimum: 0 },
+          },
+          additionalProperties: false,
+        },
+      ],
+    },
   },
   additionalProperties: false,
 };
@@ -110,6 +142,10 @@ export function resolveDistillerOptions(options: DistillerOptions = {}): Resolve
     adam: { lr: copy.lr ?? DISTILLER_DEFAULTS.lr, beta1, beta2, eps: copy.eps ?? DISTILLER_DEFAULTS.eps },
     seed: copy.seed ?? DISTILLER_DEFAULTS.seed,
     initialWeights: copy.initialWeights,
+    teacherCache:
+      copy.teacherCache === false
+        ? false
+        : { precision: copy.teacherCache?.precision ?? DISTILLER_DEFAULTS.tapPrecision, memoryMiB: copy.teacherCache?.memoryMiB },
   };
 }
 

@@ -1,27 +1,6 @@
-import type { BackboneOutput, BlockSpec, DistillerFitContext, Tensor } from '../types.js';
+import type { BackboneOutput, BlockSpec, BlockTap, DistillerFitContext, TapBatch, TapSource, Tensor } from '../types.js';
 
-/** A block's input and output hidden states for a batch of images, [N, tokens, width] each. */
-export interface BlockTap {
-  input: Tensor;
-  output: Tensor;
-}
-
-/** One batch of the teacher's taps at every student's block. */
-export interface TapBatch {
-  images: number;
-  taps: ReadonlyMap<number, BlockTap>;
-}
-
-/**
- * Where the training loop's batches come from. `streamTeacherTaps` runs the teacher once per batch; a source that
- * keeps the first epoch's taps and reads them back later can stand in for it without the loop changing.
- */
-export interface TapSource {
-  /** The training batches of epoch `epoch` (0-based), in that epoch's order. */
-  train(epoch: number): AsyncIterable<TapBatch>;
-  /** The held-out batches; none when there are no held-out images. */
-  validation(): AsyncIterable<TapBatch>;
-}
+export type { BlockTap, TapBatch, TapSource };
 
 /** The taps of `block` in a backbone output, checked against the students' shape. */
 export function tapOf(output: BackboneOutput, block: number, spec: BlockSpec): BlockTap {

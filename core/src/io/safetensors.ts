@@ -1,5 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { writeFileAtomic } from './atomic.js';
+import { decodeHalf } from '../numeric/half.js';
 import type { ArrayEntry } from '../types.js';
 
 /** Element types understood when reading; F16 and BF16 are widened to float32. */
@@ -181,12 +182,11 @@ function decode(path: string, name: string, dtype: SafetensorsDtype, bytes: Buff
     case 'F64':
       return new Float64Array(buf);
     case 'F16':
-      return f16ToF32(new Uint16Array(buf));
     case 'BF16': {
       const src = new Uint16Array(buf);
-      const out = new Uint32Array(src.length);
-      for (let i = 0; i < src.length; i++) out[i] = src[i] << 16;
-      return new Float32Array(out.buffer);
+      const out = new Float32Array(src.length);
+      decodeHalf(dtype === 'F16' ? 'float16' : 'bfloat16', src, out);
+      return out;
     }
     case 'I32':
       return new Int32Array(buf);
@@ -206,20 +206,6 @@ function decode(path: string, name: string, dtype: SafetensorsDtype, bytes: Buff
     case 'BOOL':
       return aligned;
   }
-}
-
-function f16ToF32(src: Uint16Array): Float32Array {
-  const out = new Float32Array(src.length);
-  for (let i = 0; i < src.length; i++) {
-    const h = src[i];
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const frac = h & 0x3ff;
-    if (exp === 0) out[i] = sign * frac * 2 ** -24;
-    else if (exp === 31) out[i] = frac ? NaN : sign * Infinity;
-    else out[i] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
-  }
-  return out;
 }
 
 function dtypeOf(data: ArrayEntry['data']): SafetensorsDtype {

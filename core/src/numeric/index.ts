@@ -49,3 +49,4 @@ export {
 } from './validate.js';
 export { float64Entry, stateArray, stateMeta, metaNumber } from './state.js';
 export { kmeansPlusPlus, type KmeansPlusPlusResult } from './kmeans.js';
+export { encodeHalf, decodeHalf, roundToHalf, type HalfType } from './half.js';

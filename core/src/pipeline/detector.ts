@@ -1,10 +1,13 @@
 import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import { batches, createPreprocessor, heldOutSplit } from '../data/index.js';
+import { TeacherCache, type CachedImages, type CacheSplit } from '../distill/teacher-cache.js';
 import { seededPermutation } from '../numeric/rng.js';
 import { writeDetectorFolder, type LoadedDetector } from '../persistence/index.js';
 import { STAGE_KINDS, STAGE_SLOTS, stateName } from '../stages.js';
 import type {
   Backbone,
+  BackboneOutput,
   DensityScorer,
   Distiller,
   FeatureCombiner,
@@ -16,6 +19,7 @@ import type {
   ProgressReporter,
   ResolvedConfig,
   StageState,
+  TeacherTapsRequest,
   Tensor,
 } from '../types.js';
 
@@ -104,48 +108,82 @@ export class Detector {
     const skipped: FitSummary['skipped'] = [];
     const t0 = performance.now();
     const { distiller } = this.parts;
-    if (distiller) {
-      await distiller.fit({
-        backbone: this.parts.backbone,
-        trainBatches: (epoch) => this.pixelBatches(epochOrder(fit, this.settings.seed, epoch), skipped),
-        validationBatches: () => this.pixelBatches(heldOut, skipped),
-        checkpointDir: options.checkpointDir,
-        signal: options.signal,
-        setup: {
-          fitImages: fit.length,
-          heldOutImages: heldOut.length,
-          fitItems: digestOfIds(fit),
-          heldOutItems: digestOfIds(heldOut),
-          batchSize: this.settings.batchSize,
-          validationFraction: this.settings.validationFraction,
-          seed: this.settings.seed,
-          skipBadFiles: this.settings.skipBadFiles,
-        },
-      });
+    // Made when the distiller asks for the teacher's taps; it keeps the final CLS too, so the features below need
+    // no teacher pass of their own.
+    let cache: TeacherCache | undefined;
+    try {
+      if (distiller) {
+        await distiller.fit({
+          backbone: this.parts.backbone,
+          trainBatches: (epoch) => this.pixelBatches(fit, epochOrder(range(fit.length), this.settings.seed, epoch), skipped),
+          validationBatches: () => this.pixelBatches(heldOut, range(heldOut.length), skipped),
+          checkpointDir: options.checkpointDir,
+          signal: options.signal,
+          teacherTaps: (request) => {
+            void cache?.dispose();
+            return (cache = this.teacherCache(request, fit, heldOut, skipped, options));
+          },
+          setup: {
+            fitImages: fit.length,
+            heldOutImages: heldOut.length,
+            fitItems: digestOfIds(fit),
+            heldOutItems: digestOfIds(heldOut),
+            batchSize: this.settings.batchSize,
+            validationFraction: this.settings.validationFraction,
+            seed: this.settings.seed,
+            skipBadFiles: this.settings.skipBadFiles,
+          },
+        });
+      }
+      const t1 = performance.now();
+      const features = await this.features(fit, 'features of training images', skipped, recordedOf(cache, 'train'));
+      const t2 = performance.now();
+      await this.parts.scorers.pretrained.fit(features.pretrained);
+      if (distiller) await this.parts.scorers.finetuned!.fit(features.finetuned!);
+      const trainScores = await this.spaceScores(features);
+      this.parts.combiner.fit(trainScores);
+      let calibration: Float64Array;
+      if (heldOut.length > 0) {
+        const heldOutFeatures = await this.features(heldOut, 'features of held-out images', skipped, recordedOf(cache, 'validation'));
+        calibration = (await this.scoreFeatures(heldOutFeatures)).combined;
+      } else {
+        this.progress.warn('no held-out images (validationFraction is 0): the threshold is calibrated on the training images themselves');
+        calibration = this.parts.combiner.combine(trainScores);
+      }
+      this.threshold = quantile(calibration, this.settings.threshold.quantile);
+      const t3 = performance.now();
+      return {
+        fitImages: features.ids.length,
+        heldOutImages: heldOut.length,
+        threshold: this.threshold,
+        skipped: dedupe(skipped),
+        seconds: { distill: (t1 - t0) / 1000, features: (t2 - t1) / 1000, scorers: (t3 - t2) / 1000 },
+      };
+    } finally {
+      await cache?.dispose();
     }
-    const t1 = performance.now();
-    const features = await this.features(fit, 'features of training images', skipped);
-    const t2 = performance.now();
-    await this.parts.scorers.pretrained.fit(features.pretrained);
-    if (distiller) await this.parts.scorers.finetuned!.fit(features.finetuned!);
-    const trainScores = await this.spaceScores(features);
-    this.parts.combiner.fit(trainScores);
-    let calibration: Float64Array;
-    if (heldOut.length > 0) {
-      calibration = (await this.scoreFeatures(await this.features(heldOut, 'features of held-out images', skipped))).combined;
-    } else {
-      this.progress.warn('no held-out images (validationFraction is 0): the threshold is calibrated on the training images themselves');
-      calibration = this.parts.combiner.combine(trainScores);
-    }
-    this.threshold = quantile(calibration, this.settings.threshold.quantile);
-    const t3 = performance.now();
-    return {
-      fitImages: features.ids.length,
-      heldOutImages: heldOut.length,
-      threshold: this.threshold,
-      skipped: dedupe(skipped),
-      seconds: { distill: (t1 - t0) / 1000, features: (t2 - t1) / 1000, scorers: (t3 - t2) / 1000 },
-    };
+  }
+
+  /** The teacher cache of one fit: the fit and held-out images, batched and ordered as `pixelBatches` does. */
+  private teacherCache(
+    request: TeacherTapsRequest,
+    fit: ImageItem[],
+    heldOut: ImageItem[],
+    skipped: { id: string; reason: string }[],
+    options: { checkpointDir?: string; signal?: AbortSignal },
+  ): TeacherCache {
+    // Each split is recorded in one pass, so its skipped files are reported once, as the features pass would.
+    const images = (items: ImageItem[]): CachedImages => ({ count: items.length, batches: (order) => this.indexedBatches(items, order, skipped, true) });
+    return new TeacherCache({
+      ...request,
+      backbone: this.parts.backbone,
+      batchSize: this.settings.batchSize,
+      train: images(fit),
+      trainOrder: (epoch) => epochOrder(range(fit.length), this.settings.seed, epoch),
+      validation: images(heldOut),
+      spillDir: options.checkpointDir ?? tmpdir(),
+      signal: options.signal,
+    });
   }
 
   async score(items: ImageItem[], label = 'scoring'): Promise<DetectorScores> {
@@ -262,35 +300,66 @@ export class Detector {
     await this.parts.distiller?.dispose?.();
   }
 
-  private async *pixelBatches(items: ImageItem[], skipped: { id: string; reason: string }[]): AsyncGenerator<Tensor> {
-    for await (const batch of batches(items, this.settings.batchSize, this.preprocessor, {
-      skipBadFiles: this.settings.skipBadFiles,
-      onSkip: (s) => skipped.push(s),
-    })) {
-      if (batch.items.length > 0) yield batch.pixels;
+  private async *pixelBatches(items: ImageItem[], order: readonly number[], skipped: { id: string; reason: string }[]): AsyncGenerator<Tensor> {
+    for await (const batch of this.indexedBatches(items, order, skipped)) yield batch.pixels;
+  }
+
+  /** Batches of `items` taken in `order` (indices into `items`), with the indices of the images each holds. */
+  private async *indexedBatches(
+    items: ImageItem[],
+    order: readonly number[],
+    skipped: { id: string; reason: string }[],
+    warn = false,
+  ): AsyncGenerator<{ pixels: Tensor; indices: number[] }> {
+    const onSkip = (s: { id: string; reason: string }) => {
+      skipped.push(s);
+      if (warn) this.progress.warn(`skipped ${s.id}: ${s.reason}`);
+    };
+    for await (const batch of batches(order.map((i) => items[i]), this.settings.batchSize, this.preprocessor, { skipBadFiles: this.settings.skipBadFiles, onSkip })) {
+      if (batch.items.length > 0) yield { pixels: batch.pixels, indices: batch.indices.map((p) => order[p]) };
     }
   }
 
-  private async features(items: ImageItem[], label: string, skipped: { id: string; reason: string }[]): Promise<SpaceFeatures> {
+  /**
+   * One backbone pass per batch serves both spaces: the CLS feature and the taps the distiller compares. Images the
+   * teacher cache recorded during the fit are read back from it instead.
+   */
+  private async features(
+    items: ImageItem[],
+    label: string,
+    skipped: { id: string; reason: string }[],
+    recorded?: AsyncIterable<{ indices: number[]; output: BackboneOutput }>,
+  ): Promise<SpaceFeatures> {
     const task = this.progress.task(label, items.length);
     const ids: string[] = [];
     const pretrained = new RowCollector();
     const finetuned = new RowCollector();
-    for await (const batch of batches(items, this.settings.batchSize, this.preprocessor, {
-      skipBadFiles: this.settings.skipBadFiles,
-      onSkip: (s) => {
-        skipped.push(s);
-        this.progress.warn(`skipped ${s.id}: ${s.reason}`);
-      },
-    })) {
-      if (batch.items.length > 0) {
-        const batchIds = batch.items.map((item) => item.id);
-        const features = await this.batchFeatures(batch.pixels, batchIds);
+    if (recorded) {
+      for await (const { indices, output } of recorded) {
+        const batchIds = indices.map((i) => items[i].id);
+        const features = await this.outputFeatures(output, batchIds);
         pretrained.push(features.pretrained);
         if (features.finetuned) finetuned.push(features.finetuned);
         ids.push(...batchIds);
+        task.tick(indices.length);
       }
-      task.tick(batch.items.length + (batch.skipped?.length ?? 0));
+    } else {
+      for await (const batch of batches(items, this.settings.batchSize, this.preprocessor, {
+        skipBadFiles: this.settings.skipBadFiles,
+        onSkip: (s) => {
+          skipped.push(s);
+          this.progress.warn(`skipped ${s.id}: ${s.reason}`);
+        },
+      })) {
+        if (batch.items.length > 0) {
+          const batchIds = batch.items.map((item) => item.id);
+          const features = await this.batchFeatures(batch.pixels, batchIds);
+          pretrained.push(features.pretrained);
+          if (features.finetuned) finetuned.push(features.finetuned);
+          ids.push(...batchIds);
+        }
+        task.tick(batch.items.length + (batch.skipped?.length ?? 0));
+      }
     }
     task.done();
     if (ids.length === 0) throw new Error(`${label}: no image could be used (${skipped.length} skipped)`);
@@ -300,7 +369,12 @@ export class Detector {
   /** One backbone pass serves both spaces: the CLS feature and the taps the distiller compares. */
   private async batchFeatures(pixels: Tensor, ids: string[]): Promise<Omit<SpaceFeatures, 'ids'>> {
     const { distiller, backbone } = this.parts;
-    const output = await backbone.forward(pixels, { taps: distiller ? [...distiller.blocks] : [] });
+    return this.outputFeatures(await backbone.forward(pixels, { taps: distiller ? [...distiller.blocks] : [] }), ids);
+  }
+
+  /** Both spaces' features from one backbone output (a pass, or the teacher cache's record of one). */
+  private async outputFeatures(output: BackboneOutput, ids: string[]): Promise<Omit<SpaceFeatures, 'ids'>> {
+    const { distiller, backbone } = this.parts;
     const pretrained = checkFeatures(output?.features, ids, backbone.info.width, this.stageLabel('backbone', backbone.info.id), 'forward');
     if (!distiller) return { pretrained };
     const finetuned = checkFeatures(await distiller.features(output), ids, distiller.blocks.length, this.stageLabel('distiller', distiller.name), 'features');
@@ -400,6 +474,15 @@ export function quantile(values: Float64Array, q: number): number {
   const lo = Math.floor(pos);
   const hi = Math.min(lo + 1, sorted.length - 1);
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+
+/** The fit's recorded outputs of a split, when its teacher cache holds them. */
+function recordedOf(cache: TeacherCache | undefined, split: CacheSplit) {
+  return cache?.isRecorded(split) ? cache.outputs(split) : undefined;
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
 }
 
 /** The training order of one epoch: a seeded permutation, the same whether or not a fit was resumed. */
