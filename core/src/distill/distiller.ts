@@ -69,8 +69,10 @@ interface FittedStudents extends TrainedStudents {
  * the epoch with the lowest held-out loss. An image's fine-tuned feature is, per block, the mean squared difference
  * between the student's and the teacher's outputs.
  *
- * Training streams the teacher (`streamTeacherTaps`): each batch gets one teacher pass with taps at every selected
- * block, then one step of every student (`trainStudents`), so hidden states are never held for the whole data set.
+ * Each training batch gets one step of every student (`trainStudents`) on the teacher's taps at every selected block.
+ * Where the fit context records them (`teacherTaps`, the Detector's teacher cache, option `teacherCache`), the teacher
+ * runs once per image and later epochs replay its taps; otherwise (or with `teacherCache: false`) it is streamed, one
+ * pass per batch and epoch (`streamTeacherTaps`).
  * The training batch is whatever the fit context yields (the Detector uses the config's `batchSize`). With a
  * `checkpointDir`, every student's trainer state, best weights and loss history are written atomically after each
  * epoch, and a fit that finds a checkpoint resumes from it; with the same data order, seed and thread count it ends
@@ -155,7 +157,7 @@ export class TransformalyDistiller implements Distiller {
   private checkpointSetup(info: BackboneInfo, blocks: number[], spec: BlockSpec, fit: JsonObject | undefined, tapPrecision: TapPrecision): JsonObject {
     return {
       // Rounded taps train other students; float32 taps, streamed or replayed, the same ones.
-      ...(tapPrecision === 'float32' ? {} : { tapPrecision }),
+      tapPrecision,
       blocks,
       spec: { ...spec },
       adam: { ...this.options.adam },
