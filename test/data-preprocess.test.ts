@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createPreprocessor, type PreprocessSpec, type Resample, type RgbImage } from '@transformaly/core';
+import { createPreprocessor, stageProfile, type PreprocessSpec, type Resample, type RgbImage } from '@transformaly/core';
 import { expectClose } from './fixtures/close.js';
 
 interface GoldenImage {
@@ -37,18 +37,47 @@ function planesToHwc(data: Float32Array, height: number, width: number, n = 0): 
   return out;
 }
 
-
-describe('resize matches Pillow (float images)', () => {
+describe.each(['worker', 'main'] as const)('resize matches Pillow (float images), on the %s thread', (thread) => {
   it.each(golden.cases.map((c) => [`${c.input} -> ${c.height}x${c.width} ${c.resample}`, c] as const))(
     '%s',
     async (_name, c) => {
       const input = rgb(golden.inputs[c.input]);
-      const pre = createPreprocessor(spec([c.height, c.width], c.resample));
+      const pre = createPreprocessor(spec([c.height, c.width], c.resample), { thread });
       const out = await pre.run([input]);
+      await pre.dispose?.();
       expect(out.dims).toEqual([1, 3, c.height, c.width]);
       expectClose(planesToHwc(out.data, c.height, c.width), c.data, 1e-4, 'resized image');
     },
   );
+});
+
+describe('the preprocessing worker', () => {
+  it('gives the same pixels as the main thread, runs batches concurrently in order, and leaves the images intact', async () => {
+    const shared = new Float32Array(1000 + 9 * 7 * 3);
+    for (let i = 0; i < shared.length; i++) shared[i] = (i % 11) / 11;
+    // One image is a view into a larger buffer, as a source holding many images may hand out.
+    const images: RgbImage[] = [
+      { width: 9, height: 7, data: shared.subarray(1000) },
+      { width: 5, height: 12, data: Float32Array.from({ length: 5 * 12 * 3 }, (_, i) => Math.sin(i)) },
+    ];
+    const before = images.map((image) => Float32Array.from(image.data));
+    const s = spec([6, 6], 'bicubic', [0.5, 0.4, 0.3], [0.2, 0.3, 0.4]);
+    const main = await createPreprocessor(s, { thread: 'main' }).run(images);
+    const worker = createPreprocessor(s);
+    stageProfile.start();
+    const outs = await Promise.all([worker.run(images), worker.run([images[1]]), worker.run(images)]);
+    const profile = stageProfile.stop();
+    await worker.dispose?.();
+    expect(outs[0]).toEqual(main);
+    expect(outs[2]).toEqual(main);
+    expect(outs[1].data).toEqual(main.data.subarray(3 * 36));
+    expect(profile['images: preprocess (worker)']?.calls).toBe(3);
+    images.forEach((image, i) => expect(image.data).toEqual(before[i]));
+    expect(shared.length).toBe(1000 + 9 * 7 * 3);
+    // After dispose, a new run starts a new thread.
+    expect(await worker.run(images)).toEqual(main);
+    await worker.dispose?.();
+  });
 
   it('resizes every image of a batch of mixed sizes independently', async () => {
     const cases = golden.cases.filter((c) => c.height === 16 && c.width === 16 && c.resample === 'bicubic');

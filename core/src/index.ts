@@ -90,3 +90,4 @@ export {
 } from './pipeline/scores.js';
 export { packageVersions } from './pipeline/versions.js';
 export * from './distill/index.js';
+export { stageProfile, timed, type StageTime } from './profile.js';

@@ -83,6 +83,8 @@ export interface Preprocessor {
   readonly spec: PreprocessSpec;
   /** Returns an NCHW float32 tensor. */
   run(images: RgbImage[]): Promise<Tensor>;
+  /** Ends the thread it may run in. */
+  dispose?(): Promise<void>;
 }
 
 /** One protocol case: which classes are normal, and the resulting train set and labelled test set. */

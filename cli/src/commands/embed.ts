@@ -36,8 +36,8 @@ export async function embedCommand(inputs: string[], options: EmbedOptions, prog
     },
     { runtime, progress },
   );
+  const preprocessor = createPreprocessor(backbone.info.preprocess);
   try {
-    const preprocessor = createPreprocessor(backbone.info.preprocess);
     const width = backbone.info.width;
     const data = new Float32Array(items.length * width);
     const task = progress.task('embedding', items.length);
@@ -54,6 +54,7 @@ export async function embedCommand(inputs: string[], options: EmbedOptions, prog
     if (backbone.info.untrained) progress.warn(`${backbone.info.id} is an UNTRAINED backbone: these features are from random weights`);
     process.stdout.write(`wrote ${items.length} x ${width} features to ${options.out}\n`);
   } finally {
+    await preprocessor.dispose?.();
     await backbone.dispose();
     await runtime.dispose();
   }

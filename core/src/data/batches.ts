@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { stageProfile, timed } from '../profile.js';
 import type { ImageItem, Preprocessor, RgbImage, Tensor } from '../types.js';
 import { ImageDecodeError } from './errors.js';
 
@@ -77,7 +78,8 @@ async function loadBatch(items: ImageItem[], concurrency: number, skipBadFiles: 
 
 /**
  * Streams `items` in order as preprocessed batches of `batchSize` (the last may be smaller). While one batch is
- * being consumed, the next one is decoded, so at most two batches of decoded images exist at a time.
+ * being consumed, the next one is decoded and preprocessed (in the preprocessor's worker thread, so alongside the
+ * consumer's work), so at most two batches exist at a time.
  *
  * A file that fails to load throws (an `ImageDecodeError` naming the path and reason) unless `skipBadFiles` is set;
  * then it is reported to `onSkip` and listed in its batch's `skipped`, and the batch is yielded without it. Every
@@ -98,8 +100,13 @@ export async function* batches(
     throw new Error(`batches: concurrency must be a positive integer, got ${concurrency}`);
   }
   const skipBadFiles = options.skipBadFiles ?? false;
-  const start = (from: number): Promise<Loaded> => {
-    const pending = loadBatch(items.slice(from, from + batchSize), concurrency, skipBadFiles);
+  const start = (from: number): Promise<Loaded & { pixels: Tensor }> => {
+    const pending = (async () => {
+      const began = performance.now();
+      const loaded = await loadBatch(items.slice(from, from + batchSize), concurrency, skipBadFiles);
+      stageProfile.add('images: load', (performance.now() - began) / 1000);
+      return { ...loaded, pixels: await preprocessor.run(loaded.images) };
+    })();
     // The prefetch may fail while the consumer still holds the previous batch, or after it stopped early; the
     // failure is rethrown when (and if) this batch is awaited, never reported as unhandled.
     pending.catch(() => undefined);
@@ -107,10 +114,9 @@ export async function* batches(
   };
   let pending = items.length > 0 ? start(0) : undefined;
   for (let from = 0; pending; from += batchSize) {
-    const loaded = await pending;
+    const batch = await timed('wait: images', () => pending!);
     pending = from + batchSize < items.length ? start(from + batchSize) : undefined;
-    for (const skipped of loaded.skipped) options.onSkip?.(skipped);
-    const pixels = await preprocessor.run(loaded.images);
-    yield { items: loaded.items, indices: loaded.positions.map((p) => from + p), pixels, skipped: loaded.skipped };
+    for (const skipped of batch.skipped) options.onSkip?.(skipped);
+    yield { items: batch.items, indices: batch.positions.map((p) => from + p), pixels: batch.pixels, skipped: batch.skipped };
   }
 }

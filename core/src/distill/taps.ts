@@ -1,3 +1,4 @@
+import { timed } from '../profile.js';
 import type { BackboneOutput, BlockSpec, BlockTap, DistillerFitContext, TapBatch, TapSource, Tensor } from '../types.js';
 
 export type { BlockTap, TapBatch, TapSource };
@@ -23,7 +24,7 @@ export function streamTeacherTaps(context: DistillerFitContext, blocks: readonly
   async function* tapsOf(batches: AsyncIterable<Tensor>): AsyncGenerator<TapBatch> {
     for await (const pixels of batches) {
       signal?.throwIfAborted();
-      const output = await backbone.forward(pixels, { taps: [...blocks] });
+      const output = await timed('teacher', () => backbone.forward(pixels, { taps: [...blocks] }));
       yield { images: pixels.dims[0], taps: new Map(blocks.map((block) => [block, tapOf(output, block, spec)])) };
     }
   }

@@ -1,5 +1,6 @@
 // The students' training loop, apart from any stage: epochs over a tap source, a checkpoint after every epoch and
 // resume from it, the best epoch of each student by held-out loss, and progress.
+import { timed } from '../profile.js';
 import { formatDuration } from '../progress.js';
 import type { JsonObject, ProgressReporter, StudentTrainer, Tensor } from '../types.js';
 import { checkpointPath, readCheckpoint, setupDifference, writeCheckpoint, type Checkpoint, type LossHistory, type StudentCheckpoint } from './checkpoint.js';
@@ -180,7 +181,7 @@ class EpochLoop {
       let meanLoss = 0;
       for (const [i, s] of students.entries()) {
         const tap = tapFor(batch.taps, s.block);
-        const loss = await s.trainer.step(tap.input, tap.output);
+        const loss = await timed('students: train', () => s.trainer.step(tap.input, tap.output));
         if (!Number.isFinite(loss)) throw this.nonFinite('training', loss, s.block, epoch, batches + 1);
         sums[i] += loss * batch.images;
         meanLoss += loss / students.length;
@@ -202,7 +203,7 @@ class EpochLoop {
       signal?.throwIfAborted();
       for (const [i, s] of this.students.entries()) {
         const tap = tapFor(batch.taps, s.block);
-        for (const v of await s.trainer.discrepancy(tap.input, tap.output)) sums[i] += v;
+        for (const v of await timed('students: held-out', () => s.trainer.discrepancy(tap.input, tap.output))) sums[i] += v;
       }
       images += batch.images;
     }

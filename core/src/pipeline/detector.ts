@@ -5,6 +5,7 @@ import { TeacherCache, type CachedImages, type CacheSplit } from '../distill/tea
 import { seededPermutation } from '../numeric/rng.js';
 import { writeDetectorFolder, type LoadedDetector } from '../persistence/index.js';
 import { STAGE_KINDS, STAGE_SLOTS, stateName } from '../stages.js';
+import { timed } from '../profile.js';
 import type {
   Backbone,
   BackboneOutput,
@@ -138,8 +139,10 @@ export class Detector {
       const t1 = performance.now();
       const features = await this.features(fit, 'features of training images', skipped, recordedOf(cache, 'train'));
       const t2 = performance.now();
-      await this.parts.scorers.pretrained.fit(features.pretrained);
-      if (distiller) await this.parts.scorers.finetuned!.fit(features.finetuned!);
+      await timed('scorers', async () => {
+        await this.parts.scorers.pretrained.fit(features.pretrained);
+        if (distiller) await this.parts.scorers.finetuned!.fit(features.finetuned!);
+      });
       const trainScores = await this.spaceScores(features);
       this.parts.combiner.fit(trainScores);
       let calibration: Float64Array;
@@ -295,9 +298,10 @@ export class Detector {
     this.threshold = typeof meta.threshold === 'number' ? meta.threshold : undefined;
   }
 
-  /** Releases what the detector's own stages hold (the distiller's scoring sessions); the backbone is shared. */
+  /** Releases what the detector holds (the distiller's scoring sessions, the preprocessing thread); the backbone is shared. */
   async dispose(): Promise<void> {
     await this.parts.distiller?.dispose?.();
+    await this.preprocessor.dispose?.();
   }
 
   private async *pixelBatches(items: ImageItem[], order: readonly number[], skipped: { id: string; reason: string }[]): AsyncGenerator<Tensor> {
@@ -369,7 +373,7 @@ export class Detector {
   /** One backbone pass serves both spaces: the CLS feature and the taps the distiller compares. */
   private async batchFeatures(pixels: Tensor, ids: string[]): Promise<Omit<SpaceFeatures, 'ids'>> {
     const { distiller, backbone } = this.parts;
-    return this.outputFeatures(await backbone.forward(pixels, { taps: distiller ? [...distiller.blocks] : [] }), ids);
+    return this.outputFeatures(await timed('teacher', () => backbone.forward(pixels, { taps: distiller ? [...distiller.blocks] : [] })), ids);
   }
 
   /** Both spaces' features from one backbone output (a pass, or the teacher cache's record of one). */
@@ -377,14 +381,14 @@ export class Detector {
     const { distiller, backbone } = this.parts;
     const pretrained = checkFeatures(output?.features, ids, backbone.info.width, this.stageLabel('backbone', backbone.info.id), 'forward');
     if (!distiller) return { pretrained };
-    const finetuned = checkFeatures(await distiller.features(output), ids, distiller.blocks.length, this.stageLabel('distiller', distiller.name), 'features');
+    const finetuned = checkFeatures(await timed('students: score', () => distiller.features(output)), ids, distiller.blocks.length, this.stageLabel('distiller', distiller.name), 'features');
     return { pretrained, finetuned };
   }
 
   private async spaceScores(features: SpaceFeatures): Promise<Record<string, Float64Array>> {
     const { pretrained, finetuned } = this.parts.scorers;
     const score = async (space: 'pretrained' | 'finetuned', scorer: DensityScorer, X: Matrix) =>
-      checkScores(await scorer.scoreSamples(X), features.ids, this.stageLabel(`scorers.${space}`, scorer.name), 'scoreSamples');
+      checkScores(await timed('scorers', () => scorer.scoreSamples(X)), features.ids, this.stageLabel(`scorers.${space}`, scorer.name), 'scoreSamples');
     const scores: Record<string, Float64Array> = { pretrained: await score('pretrained', pretrained, features.pretrained) };
     if (features.finetuned) scores.finetuned = await score('finetuned', finetuned!, features.finetuned);
     return scores;
