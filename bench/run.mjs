@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const all = ['scorers', 'embed', 'training-step', 'tfjs', 'webgpu', 'serve'];
+const all = ['scorers', 'embed', 'training-step', 'tfjs', 'webgpu', 'serve', 'fit', 'precision'];
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : all;
 
 const build = spawnSync('npx', ['tsc', '-b'], { cwd: join(here, '..'), stdio: 'inherit' });
