@@ -212,6 +212,8 @@ export interface BackboneInfo {
   /** Number of tokens per image (patches + CLS). */
   tokens: number;
   preprocess: PreprocessSpec;
+  /** How the forward computes when not in float32 (e.g. `int8`): the same weights give slightly different outputs. */
+  precision?: string;
 }
 
 export interface BackboneOutput {
@@ -371,6 +373,15 @@ export interface StudentTrainer {
 /** A runtime that can train students (onnxruntime through explicit backward graphs, tfjs through its autodiff). */
 export interface TrainableRuntime extends Runtime {
   createStudentTrainer(spec: BlockSpec, initialWeights: Record<string, Tensor>, adam: AdamSettings): Promise<StudentTrainer>;
+  /** Trained students for scoring, all blocks in one engine call per batch; without it each student's trainer scores. */
+  createStudentScorer?(spec: BlockSpec, students: readonly Record<string, Tensor>[]): Promise<StudentScorer>;
+}
+
+/** Fixed students scoring together: per image, each student's `StudentTrainer.discrepancy`. */
+export interface StudentScorer {
+  /** `taps[i]` is the i-th student's block input and teacher output; returns [N, students], row-major. */
+  discrepancies(taps: readonly BlockTap[]): Promise<Matrix>;
+  dispose(): Promise<void>;
 }
 
 // ---------------------------------------------------------------------------

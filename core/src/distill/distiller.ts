@@ -11,6 +11,7 @@ import type {
   ProgressReporter,
   Runtime,
   StageState,
+  StudentScorer,
   StudentTrainer,
   TapPrecision,
   Tensor,
@@ -83,7 +84,7 @@ export class TransformalyDistiller implements Distiller {
   readonly options: ResolvedDistillerOptions;
   private readonly runtime: TrainableRuntime;
   private fitted: FittedStudents | undefined;
-  private scoring: Promise<StudentTrainer[]> | undefined;
+  private scoring: Promise<StudentScorer> | undefined;
 
   /** `progress` receives the fit's messages and per-epoch progress. */
   constructor(
@@ -163,7 +164,7 @@ export class TransformalyDistiller implements Distiller {
       adam: { ...this.options.adam },
       seed: this.options.seed,
       initialWeights: this.options.initialWeights ?? null,
-      backbone: { id: info.id, sha256: info.sha256 },
+      backbone: { id: info.id, sha256: info.sha256, precision: info.precision ?? 'float32' },
       preprocess: { ...info.preprocess } as unknown as JsonObject,
       fit: fit ?? null,
     };
@@ -171,21 +172,14 @@ export class TransformalyDistiller implements Distiller {
 
   async features(output: BackboneOutput): Promise<Matrix> {
     const fitted = this.requireFitted('features');
-    const trainers = await this.scoringTrainers();
-    const m = fitted.blocks.length;
-    let rows = -1;
-    let data = new Float64Array(0);
-    for (let i = 0; i < m; i++) {
-      const tap = tapOf(output, fitted.blocks[i], fitted.spec);
-      if (rows < 0) {
-        rows = tap.input.dims[0];
-        data = new Float64Array(rows * m);
-      }
-      const d = await trainers[i].discrepancy(tap.input, tap.output);
-      if (d.length !== rows) throw new Error(`distiller: block ${fitted.blocks[i]} gave ${d.length} discrepancies for ${rows} images`);
-      for (let r = 0; r < rows; r++) data[r * m + i] = d[r];
+    const scoring = await this.scoringStudents();
+    const taps = fitted.blocks.map((block) => tapOf(output, block, fitted.spec));
+    const features = await scoring.discrepancies(taps);
+    const rows = taps[0].input.dims[0];
+    if (features.rows !== rows || features.cols !== fitted.blocks.length) {
+      throw new Error(`distiller: scoring gave [${features.rows}, ${features.cols}] discrepancies for ${rows} images and ${fitted.blocks.length} blocks`);
     }
-    return { rows: Math.max(rows, 0), cols: m, data };
+    return features;
   }
 
   exportState(): StageState {
@@ -231,7 +225,7 @@ export class TransformalyDistiller implements Distiller {
     });
     const previous = this.scoring;
     this.scoring = undefined;
-    if (previous) void previous.then((ts) => Promise.all(ts.map((t) => t.dispose()))).catch(() => undefined);
+    if (previous) void previous.then((s) => s.dispose()).catch(() => undefined);
     this.fitted = {
       blocks: [...blocks],
       spec: { ...spec },
@@ -252,18 +246,21 @@ export class TransformalyDistiller implements Distiller {
     return this.fitted;
   }
 
-  private scoringTrainers(): Promise<StudentTrainer[]> {
+  /** The best students for scoring: one scorer for all blocks where the runtime has one, else a trainer per block. */
+  private scoringStudents(): Promise<StudentScorer> {
     const fitted = this.fitted!;
-    this.scoring ??= (async () => {
-      const trainers: StudentTrainer[] = [];
-      try {
-        for (const best of fitted.best) trainers.push(await this.runtime.createStudentTrainer(fitted.spec, best, this.options.adam));
-      } catch (error) {
-        await Promise.all(trainers.map((t) => t.dispose()));
-        throw error;
-      }
-      return trainers;
-    })();
+    this.scoring ??= this.runtime.createStudentScorer
+      ? this.runtime.createStudentScorer(fitted.spec, fitted.best)
+      : (async () => {
+          const trainers: StudentTrainer[] = [];
+          try {
+            for (const best of fitted.best) trainers.push(await this.runtime.createStudentTrainer(fitted.spec, best, this.options.adam));
+          } catch (error) {
+            await Promise.all(trainers.map((t) => t.dispose()));
+            throw error;
+          }
+          return trainerScorer(trainers);
+        })();
     // A failed build is not cached, so the next call retries.
     this.scoring.catch(() => {
       this.scoring = undefined;
@@ -274,11 +271,28 @@ export class TransformalyDistiller implements Distiller {
   private async dropScoring(): Promise<void> {
     const previous = this.scoring;
     this.scoring = undefined;
-    if (previous) {
-      const trainers = await previous.catch(() => [] as StudentTrainer[]);
-      await Promise.all(trainers.map((t) => t.dispose()));
-    }
+    if (previous) await (await previous.catch(() => undefined))?.dispose();
   }
+}
+
+/** Per-block trainers as one scorer, for runtimes without `createStudentScorer`. */
+function trainerScorer(trainers: StudentTrainer[]): StudentScorer {
+  return {
+    async discrepancies(taps) {
+      const m = trainers.length;
+      const rows = taps[0].input.dims[0];
+      const data = new Float64Array(rows * m);
+      for (let i = 0; i < m; i++) {
+        const d = await trainers[i].discrepancy(taps[i].input, taps[i].output);
+        if (d.length !== rows) throw new Error(`distiller: student ${i} gave ${d.length} discrepancies for ${rows} images`);
+        for (let r = 0; r < rows; r++) data[r * m + i] = d[r];
+      }
+      return { rows, cols: m, data };
+    },
+    async dispose() {
+      await Promise.all(trainers.map((t) => t.dispose()));
+    },
+  };
 }
 
 function formatBytes(bytes: number): string {

@@ -17,7 +17,7 @@ import {
 } from '@transformaly/core';
 import { blockShapes, checkArch, gridOf, VIT_PRESETS, type VitArch, type VitWeights } from './arch.js';
 import { locateCheckpoint, readVitCheckpoint } from './checkpoint.js';
-import { buildVitGraph, FEATURES, hiddenName, PIXELS } from './graph.js';
+import { buildVitGraph, FEATURES, hiddenName, PIXELS, vitOpsetImports, type VitPrecision } from './graph.js';
 import { resamplePositions } from './positions.js';
 import { randomVitWeights } from './random.js';
 
@@ -42,6 +42,8 @@ export interface VitBackboneOptions {
   revision?: string;
   /** An untrained model for tests and smoke runs instead of a checkpoint. */
   random?: RandomVitOptions;
+  /** `int8`: the blocks' linear layers dynamically quantized (onnxruntime only; see `VitPrecision`). Default `float32`. */
+  precision?: VitPrecision;
 }
 
 export interface RandomVitOptions {
@@ -81,9 +83,11 @@ export class ViTBackbone implements Backbone {
     weights: VitWeights,
     provenance: { id: string; sha256: string; untrained: boolean; preprocess: PreprocessSpec },
     context: VitLoadContext,
+    precision: VitPrecision = 'float32',
   ): Promise<ViTBackbone> {
     checkArch(arch);
-    const graph = buildVitGraph(arch, weights);
+    if (precision !== 'float32' && precision !== 'int8') throw new Error(`backbone-vit: precision must be 'float32' or 'int8', got ${JSON.stringify(precision)}`);
+    const graph = buildVitGraph(arch, weights, precision);
     const threshold = context.externalDataThreshold ?? DEFAULT_EXTERNAL_DATA_THRESHOLD;
     let dir = context.workDir;
     let ownDir: string | undefined;
@@ -95,7 +99,8 @@ export class ViTBackbone implements Backbone {
     try {
       const model = await serializeOnnxModel(graph, {
         opset: 17,
-        docString: `ViT ${provenance.id}`,
+        opsetImports: vitOpsetImports(precision),
+        docString: `ViT ${provenance.id}${precision === 'float32' ? '' : ` (${precision})`}`,
         externalData: dir === undefined ? undefined : { dir, threshold, name: `vit-${provenance.sha256.slice(0, 16)}` },
       });
       const task = context.progress?.task('creating the ViT session');
@@ -103,6 +108,9 @@ export class ViTBackbone implements Backbone {
       task?.done();
     } catch (error) {
       await removeDir();
+      if (precision === 'int8') {
+        throw new Error(`backbone-vit: precision 'int8' uses onnxruntime's DynamicQuantizeMatMul (runtime 'onnx'); runtime "${context.runtime.name}" could not load it: ${(error as Error).message}`, { cause: error });
+      }
       throw error;
     }
     const { tokens } = gridOf(arch);
@@ -120,6 +128,7 @@ export class ViTBackbone implements Backbone {
       qkvBias: arch.qkvBias,
       tokens,
       preprocess: provenance.preprocess,
+      ...(precision === 'float32' ? {} : { precision }),
     };
     return new ViTBackbone(info, session, weights, removeDir);
   }
@@ -199,6 +208,7 @@ export async function loadVitBackbone(options: VitBackboneOptions, context: VitL
         arch: withImageSize(options.random.arch, imageSizeOption(options.imageSize)),
       },
       context,
+      options.precision,
     );
   }
   if (options.checkpoint === undefined) throw new Error('backbone-vit: the checkpoint option is required (a file, a folder or a hub id), or random for an untrained model');
@@ -239,7 +249,7 @@ export async function loadVitBackbone(options: VitBackboneOptions, context: VitL
     std: options.std ?? fromConfig.std ?? DEFAULT_STD,
   };
   checkPreprocess(preprocess);
-  return ViTBackbone.create(arch, checkpoint.weights, { id: options.checkpoint, sha256: checkpoint.sha256, untrained: false, preprocess }, context);
+  return ViTBackbone.create(arch, checkpoint.weights, { id: options.checkpoint, sha256: checkpoint.sha256, untrained: false, preprocess }, context, options.precision);
 }
 
 function withImageSize(arch: RandomVitOptions['arch'], imageSize: [number, number] | undefined): RandomVitOptions['arch'] {
@@ -268,7 +278,7 @@ function checkPreprocess(spec: PreprocessSpec): void {
 }
 
 /** An untrained ViT (info.untrained is true, id `random:<seed>`), for tests and smoke runs. */
-export async function randomVit(options: RandomVitOptions, context: VitLoadContext): Promise<ViTBackbone> {
+export async function randomVit(options: RandomVitOptions, context: VitLoadContext, precision: VitPrecision = 'float32'): Promise<ViTBackbone> {
   const seed = options.seed ?? 0;
   if (!Number.isInteger(seed)) throw new Error(`backbone-vit: random seed must be an integer, got ${seed}`);
   const base = typeof options.arch === 'string' ? presetArch(options.arch) : VIT_PRESETS['ViT-B/16'];
@@ -288,5 +298,5 @@ export async function randomVit(options: RandomVitOptions, context: VitLoadConte
     std: options.preprocess?.std ?? DEFAULT_STD,
   };
   checkPreprocess(preprocess);
-  return ViTBackbone.create(arch, weights, { id: `random:${seed}`, sha256: hash.digest('hex'), untrained: true, preprocess }, context);
+  return ViTBackbone.create(arch, weights, { id: `random:${seed}`, sha256: hash.digest('hex'), untrained: true, preprocess }, context, precision);
 }

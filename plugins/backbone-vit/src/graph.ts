@@ -9,12 +9,25 @@ export const FEATURES = 'features';
 export const hiddenName = (i: number): string => `hidden_${i}`;
 
 /**
+ * How the linear layers compute: `float32`, or `int8`: each weight matrix quantized once, symmetrically per output
+ * channel, and each layer onnxruntime's `DynamicQuantizeMatMul` (com.microsoft), which quantizes the activations per
+ * call (uint8, per tensor) and multiplies in integers (VNNI/AMX where the CPU has them).
+ */
+export type VitPrecision = 'float32' | 'int8';
+
+/** Operator sets beyond the default domain that a graph of this precision uses. */
+export function vitOpsetImports(precision: VitPrecision): Record<string, number> {
+  return precision === 'int8' ? { 'com.microsoft': 1 } : {};
+}
+
+/**
  * The ViT as an ONNX graph (opset 17). Hidden states are kept as [N * tokens, width] matrices so that every linear
  * layer is one Gemm (bias included) against a constant weight; only attention goes through [N, heads, tokens, head]
  * views, as batched MatMuls. The 1/sqrt(head) attention scale is folded into the query weights. GELU is the exact erf
- * form, written as the pattern onnxruntime fuses into one kernel.
+ * form, written as the pattern onnxruntime fuses into one kernel. With `precision: 'int8'` the linear layers of the
+ * blocks are dynamically quantized (`VitPrecision`); the patch embedding, attention products and norms stay float32.
  */
-export function buildVitGraph(arch: VitArch, weights: VitWeights): OnnxGraph {
+export function buildVitGraph(arch: VitArch, weights: VitWeights, precision: VitPrecision = 'float32'): OnnxGraph {
   checkArch(arch);
   const { width: d, heads, patchSize: p } = arch;
   const { rows, cols, tokens } = gridOf(arch);
@@ -54,7 +67,7 @@ export function buildVitGraph(arch: VitArch, weights: VitWeights): OnnxGraph {
   const headsShape = g.int64s([-1, tokens, heads, headDim]);
   let x = g.op('Reshape', [hidden0, flatShape]);
   for (let i = 0; i < arch.depth; i++) {
-    x = block(g, arch, weights, i, x, { headsShape, flatShape, headDim });
+    x = block(g, arch, weights, i, x, { headsShape, flatShape, headDim }, precision);
     g.output(g.op('Reshape', [x, tokensShape], {}, { output: hiddenName(i + 1) }), 'float32', ['N', tokens, d]);
   }
 
@@ -73,6 +86,7 @@ function block(
   i: number,
   x: string,
   shapes: { headsShape: string; flatShape: string; headDim: number },
+  precision: VitPrecision,
 ): string {
   const { width: d, mlpDim: m } = arch;
   const name = (suffix: string) => `blocks.${i}.${suffix}`;
@@ -86,6 +100,7 @@ function block(
     g.op('LayerNormalization', [input, g.initializer(name(`${norm}.weight`), w(`${norm}.weight`)), g.initializer(name(`${norm}.bias`), w(`${norm}.bias`))], { axis: -1, epsilon: eps });
   // torch's [out, in] weights are used as they are (transB): onnxruntime packs constant B operands once at load.
   const linear = (input: string, label: string, weight: Float32Array, bias: Float32Array | undefined, outDim: number, inDim: number, scale = 1) => {
+    if (precision === 'int8') return quantizedLinear(g, name(label), input, weight, bias, outDim, inDim, scale);
     const wName = g.initializer(name(`${label}.weight`), { dims: [outDim, inDim], data: scale === 1 ? weight : weight.map((v) => v * scale) });
     if (!bias) return g.op('Gemm', [input, wName], { transB: 1 });
     const bName = g.initializer(name(`${label}.bias`), { dims: [outDim], data: scale === 1 ? bias : bias.map((v) => v * scale) });
@@ -120,15 +135,51 @@ function block(
   return g.op('Add', [x1, out]);
 }
 
+/**
+ * `input [M, inDim] x weight^T + bias` as DynamicQuantizeMatMul: the weight (torch's [out, in], times `scale`) is
+ * stored transposed as int8 with one scale per output column (max |w| / 127, so no zero point is needed).
+ */
+function quantizedLinear(
+  g: OnnxGraph,
+  prefix: string,
+  input: string,
+  weight: Float32Array,
+  bias: Float32Array | undefined,
+  outDim: number,
+  inDim: number,
+  scale: number,
+): string {
+  const scales = new Float32Array(outDim);
+  const q = new Int8Array(inDim * outDim);
+  for (let o = 0; o < outDim; o++) {
+    let max = 0;
+    for (let i = 0; i < inDim; i++) max = Math.max(max, Math.abs(weight[o * inDim + i] * scale));
+    const step = max > 0 ? max / 127 : 1;
+    scales[o] = step;
+    for (let i = 0; i < inDim; i++) q[i * outDim + o] = Math.max(-127, Math.min(127, Math.round((weight[o * inDim + i] * scale) / step)));
+  }
+  const inputs = [
+    input,
+    g.initializer(`${prefix}.weight_int8`, { dims: [inDim, outDim], data: q }),
+    g.initializer(`${prefix}.weight_scale`, { dims: [outDim], data: scales }),
+    '',
+  ];
+  if (bias) inputs.push(g.initializer(`${prefix}.bias`, { dims: [outDim], data: scale === 1 ? bias : bias.map((v) => v * scale) }));
+  return g.op('DynamicQuantizeMatMul', inputs, {}, { domain: 'com.microsoft' });
+}
+
 export interface VitModelOptions {
   /** Where weights go if they exceed protobuf's limit (or `externalData.threshold`). */
   externalData?: OnnxExternalDataOptions;
+  precision?: VitPrecision;
 }
 
 /** Builds and serialises the ViT graph. */
 export async function buildVitModel(arch: VitArch, weights: VitWeights, options: VitModelOptions = {}): Promise<OnnxModel> {
-  return serializeOnnxModel(buildVitGraph(arch, weights), {
+  const precision = options.precision ?? 'float32';
+  return serializeOnnxModel(buildVitGraph(arch, weights, precision), {
     opset: 17,
+    opsetImports: vitOpsetImports(precision),
     externalData: options.externalData,
     docString: 'Pre-norm Vision Transformer built by @transformaly/backbone-vit',
   });

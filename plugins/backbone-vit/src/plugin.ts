@@ -30,6 +30,10 @@ export const optionsSchema: JsonSchema = {
     offline: { type: 'boolean', description: 'Use only the hub cache, never the network.' },
     endpoint: { type: 'string', description: 'Hub URL (default HF_ENDPOINT or https://huggingface.co).' },
     revision: { type: 'string', description: 'Hub branch, tag or commit (default main).' },
+    precision: {
+      enum: ['float32', 'int8'],
+      description: "int8: the blocks' linear layers dynamically quantized (onnxruntime DynamicQuantizeMatMul; runtime onnx only). Default float32.",
+    },
     random: {
       type: 'object',
       additionalProperties: false,

@@ -10,13 +10,14 @@ import type {
   OnnxModel,
   ProgressReporter,
   SessionOptions,
+  StudentScorer,
   StudentTrainer,
   Tensor,
   TrainableRuntime,
 } from '@transformaly/core';
 import { missingCudaProvider, probeCuda } from './cuda.js';
 import { createOrtSession, resolveSessionSettings, type GraphOptimizationLevel, type OrtSessionSettings } from './sessions.js';
-import { createOnnxStudentTrainer } from './training/index.js';
+import { createOnnxStudentScorer, createOnnxStudentTrainer } from './training/index.js';
 
 export interface OnnxRuntimeOptions {
   /** Intra-op threads (the ones that parallelise one MatMul); default `os.availableParallelism()`. */
@@ -124,6 +125,11 @@ export class OnnxRuntime implements TrainableRuntime {
   /** A student block trained with explicit forward and backward graphs, in sessions with this runtime's settings. */
   async createStudentTrainer(spec: BlockSpec, initialWeights: Record<string, Tensor>, adam: AdamSettings): Promise<StudentTrainer> {
     return createOnnxStudentTrainer(await this.sessionSettings(), spec, initialWeights, adam);
+  }
+
+  /** Trained students scoring together: one session, their weights constants of its graph. */
+  async createStudentScorer(spec: BlockSpec, students: readonly Record<string, Tensor>[]): Promise<StudentScorer> {
+    return createOnnxStudentScorer(await this.sessionSettings(), spec, students);
   }
 
   async createSession(model: OnnxModel, options: SessionOptions = {}): Promise<InferenceSession> {

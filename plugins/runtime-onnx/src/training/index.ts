@@ -1,5 +1,6 @@
 // Training of student blocks on onnxruntime through explicit backward graphs.
 export { createOnnxStudentTrainer, type OnnxTrainerOptions } from './trainer.js';
+export { buildStudentScoringGraph, createOnnxStudentScorer } from './scorer.js';
 // The trainer contract's checks and checkpoint format live in core, shared with every runtime.
 export { TRAINER_STATE_FORMAT, checkAdamSettings, checkBlockSpec } from '@transformaly/core';
 export { adamUpdate } from './adam.js';
