@@ -136,9 +136,28 @@ function block(
 }
 
 /**
- * `input [M, inDim] x weight^T + bias` as DynamicQuantizeMatMul: the weight (torch's [out, in], times `scale`) is
- * stored transposed as int8 with one scale per output column (max |w| / 127, so no zero point is needed).
+ * A torch [out, in] weight (times `scale`) quantized symmetrically per output channel: `data` is int8 [in, out]
+ * (the MatMul's B), `scales[o]` = scale * max |w[o, :]| / 127, and scale * w[o, i] ~ data[i * out + o] * scales[o]
+ * (rounded to nearest, half away from zero). The integers do not depend on `scale`: checkpoints in 16-bit floats
+ * have many exact halves, which a folded-in scale would round one way or the other by chance.
  */
+export function quantizeWeightPerChannel(weight: Float32Array, outDim: number, inDim: number, scale = 1): { data: Int8Array; scales: Float32Array } {
+  const scales = new Float32Array(outDim);
+  const data = new Int8Array(inDim * outDim);
+  for (let o = 0; o < outDim; o++) {
+    let max = 0;
+    for (let i = 0; i < inDim; i++) max = Math.max(max, Math.abs(weight[o * inDim + i]));
+    const step = max > 0 ? max / 127 : 1;
+    scales[o] = step * scale;
+    for (let i = 0; i < inDim; i++) {
+      const v = weight[o * inDim + i] / step;
+      data[i * outDim + o] = Math.max(-127, Math.min(127, Math.sign(v) * Math.round(Math.abs(v))));
+    }
+  }
+  return { data, scales };
+}
+
+/** `input [M, inDim] x weight^T + bias` as DynamicQuantizeMatMul on the weight quantized per output channel. */
 function quantizedLinear(
   g: OnnxGraph,
   prefix: string,
@@ -149,18 +168,10 @@ function quantizedLinear(
   inDim: number,
   scale: number,
 ): string {
-  const scales = new Float32Array(outDim);
-  const q = new Int8Array(inDim * outDim);
-  for (let o = 0; o < outDim; o++) {
-    let max = 0;
-    for (let i = 0; i < inDim; i++) max = Math.max(max, Math.abs(weight[o * inDim + i] * scale));
-    const step = max > 0 ? max / 127 : 1;
-    scales[o] = step;
-    for (let i = 0; i < inDim; i++) q[i * outDim + o] = Math.max(-127, Math.min(127, Math.round((weight[o * inDim + i] * scale) / step)));
-  }
+  const { data, scales } = quantizeWeightPerChannel(weight, outDim, inDim, scale);
   const inputs = [
     input,
-    g.initializer(`${prefix}.weight_int8`, { dims: [inDim, outDim], data: q }),
+    g.initializer(`${prefix}.weight_int8`, { dims: [inDim, outDim], data }),
     g.initializer(`${prefix}.weight_scale`, { dims: [outDim], data: scales }),
     '',
   ];
