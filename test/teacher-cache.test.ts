@@ -2,7 +2,8 @@
 // taps must train the same students, and score the same, as the fit that streams the teacher every epoch, whether
 // the taps stay in memory, go to the spill file, or both, and across an interrupted and resumed fit. The reference
 // is the streaming fit (`teacherCache: false`), which test/distill-parity.test.ts ties to PyTorch.
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -195,6 +196,33 @@ describe('a fit with the teacher cache', () => {
     expect(cached.teacherImages).toBe(train.length);
     expectSameFit(cached, stream);
   });
+});
+
+it('deletes its spill file when the process exits without ending the fit (a second Ctrl-C)', async () => {
+  const dir = await mkdtemp(join(work, 'exit-'));
+  // A process that records taps into a spill file and exits at once; the built package, as a user's program runs it.
+  const script = join(dir, 'exit.mjs');
+  await writeFile(
+    script,
+    `import { existsSync } from 'node:fs';
+const { TeacherCache } = await import(${JSON.stringify(join(repo, 'core', 'dist', 'index.js'))});
+const tensor = (n) => ({ dims: [n, 2, 3], data: new Float32Array(n * 6).fill(1) });
+const backbone = { info: {}, forward: async (pixels) => ({ features: { rows: pixels.dims[0], cols: 3, data: new Float32Array(pixels.dims[0] * 3) }, taps: new Map([[0, { input: tensor(pixels.dims[0]), output: tensor(pixels.dims[0]) }]]) }) };
+async function* batches(order) { yield { pixels: { dims: [order.length, 1], data: new Float32Array(order.length) }, indices: order }; }
+const cache = new TeacherCache({ blocks: [0], spec: { width: 3, heads: 1, mlpDim: 3, layerNormEps: 1e-6, qkvBias: true, tokens: 2 }, precision: 'float32', memoryBytes: 0,
+  backbone, batchSize: 4, train: { count: 4, batches }, trainOrder: () => [0, 1, 2, 3], validation: { count: 0, batches }, spillDir: ${JSON.stringify(dir)} });
+for await (const _ of cache.train(0));
+console.log(JSON.stringify({ file: cache.spillFile, existed: existsSync(cache.spillFile), bytes: cache.bytes }));
+process.exit(130);
+`,
+  );
+  const child = spawnSync(process.execPath, [script], { encoding: 'utf8' });
+  expect(child.status, child.stderr).toBe(130);
+  const report = JSON.parse(child.stdout);
+  // 4 images x 2 hidden states of 2 x 3 float32.
+  expect(report).toMatchObject({ existed: true, bytes: { memory: 0, file: 4 * 2 * 6 * 4 } });
+  expect(report.file.startsWith(dir)).toBe(true);
+  expect(await readdir(dir)).toEqual(['exit.mjs']);
 });
 
 describe('16-bit storage', () => {
