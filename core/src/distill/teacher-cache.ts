@@ -133,6 +133,8 @@ export class TeacherCache implements TapSource {
         throw new Error(`teacher cache: a batch of ${indices.length} images gave outputs for ${output.features.rows}`);
       }
       await timed('teacher cache: store', () => this.store.write(split, indices, output.features, taps));
+      // A disk slower than the teacher would otherwise let unwritten batches pile up in memory.
+      await timed('wait: teacher cache', () => this.store.flush(2));
       yield { indices: [...indices], output: { features: output.features, taps } };
     }
     await this.store.flush();
@@ -353,10 +355,9 @@ class RecordStore {
     this.pendingWrites.push(write);
   }
 
-  async flush(): Promise<void> {
-    const writes = this.pendingWrites;
-    this.pendingWrites = [];
-    await Promise.all(writes);
+  /** Waits until at most `pending` batch writes are still running. */
+  async flush(pending = 0): Promise<void> {
+    while (this.pendingWrites.length > pending) await this.pendingWrites.shift();
   }
 
   /** The recorded outputs of these images, in this order, as fresh float32 tensors (and float64 CLS rows). */
