@@ -118,7 +118,7 @@ if (!args['no-accuracy']) {
       } finally {
         await pipeline.dispose();
       }
-      console.log(`  ${label}: ${((performance.now() - started) / 1000).toFixed(0)} s`);
+      console.log(`  ${label}: ${((performance.now() - started) / 1000).toFixed(0)} s ${JSON.stringify(results[label])}`);
     }
     const base = results.float32;
     console.log(`\nFashion-MNIST, unimodal, ${classes.length} classes (${args.train} training, ${args['test-per-class']} test images per class), ViT-Ti/16, one student for the last block, ${args.epochs} epochs`);
