@@ -5,13 +5,20 @@ import * as ort from 'onnxruntime-node';
 import { checkBlockSpec, checkInitialWeights, checkTrainingBatch, OnnxGraph, serializeOnnxModel } from '@transformaly/core';
 import type { BlockSpec, BlockTap, Matrix, StudentScorer, Tensor } from '@transformaly/core';
 import { createOrtSession, type OrtSessionSettings } from '../sessions.js';
-import { buildStudentForwardGraph, STUDENT_INPUT, STUDENT_OPSET_IMPORTS, STUDENT_TARGET } from './student-block.js';
+import {
+  buildStudentForwardGraph,
+  imageMeans,
+  STUDENT_INPUT,
+  STUDENT_OPSET_IMPORTS,
+  STUDENT_TARGET,
+  STUDENT_TOKEN_DISCREPANCY,
+} from './student-block.js';
 
 const prefixOf = (i: number) => `student${i}/`;
 
 /**
  * The forward graphs of `students.length` students side by side: inputs `student{i}/input` and `student{i}/target`,
- * outputs `student{i}/discrepancy` [N]; each student's weights are initializers.
+ * outputs `student{i}/per_token` [N * tokens] (`STUDENT_TOKEN_DISCREPANCY`); each student's weights are initializers.
  */
 export function buildStudentScoringGraph(spec: BlockSpec, students: readonly Record<string, Tensor>[]): OnnxGraph {
   const merged = new OnnxGraph('students_scoring');
@@ -32,7 +39,7 @@ export function buildStudentScoringGraph(spec: BlockSpec, students: readonly Rec
       }
       merged.node(node.opType, node.inputs.map(rename), node.outputs.map(rename), node.attributes, { name: rename(node.name), domain: node.domain });
     }
-    merged.output(rename('discrepancy'), 'float32', ['N']);
+    merged.output(rename(STUDENT_TOKEN_DISCREPANCY), 'float32', ['NT']);
   });
   return merged;
 }
@@ -60,10 +67,10 @@ export async function createOnnxStudentScorer(settings: OrtSessionSettings, spec
         feeds[prefixOf(i) + STUDENT_INPUT] = new ort.Tensor('float32', tap.input.data, tap.input.dims);
         feeds[prefixOf(i) + STUDENT_TARGET] = new ort.Tensor('float32', tap.output.data, tap.output.dims);
       });
-      const out = await session.run(feeds, taps.map((_, i) => prefixOf(i) + 'discrepancy'));
+      const out = await session.run(feeds, taps.map((_, i) => prefixOf(i) + STUDENT_TOKEN_DISCREPANCY));
       const data = new Float64Array(rows * m);
       for (let i = 0; i < m; i++) {
-        const d = out[prefixOf(i) + 'discrepancy'].data as Float32Array;
+        const d = imageMeans(out[prefixOf(i) + STUDENT_TOKEN_DISCREPANCY].data as Float32Array, rows);
         for (let r = 0; r < rows; r++) data[r * m + i] = d[r];
       }
       return { rows, cols: m, data };

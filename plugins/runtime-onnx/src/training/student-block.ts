@@ -13,6 +13,21 @@ export const STUDENT_TARGET = 'target';
 /** Output of the forward graph: per token, the mean over channels of (student - target)^2, [N * tokens]. */
 export const STUDENT_TOKEN_DISCREPANCY = 'per_token';
 
+/**
+ * Per image, the mean of its tokens' discrepancies (`STUDENT_TOKEN_DISCREPANCY`, [images * tokens]), summed in
+ * float64 so that an image's value does not depend on where its row starts in the batch.
+ */
+export function imageMeans(perToken: Float32Array, images: number): Float64Array {
+  const tokens = perToken.length / images;
+  const means = new Float64Array(images);
+  for (let n = 0; n < images; n++) {
+    let sum = 0;
+    for (let t = n * tokens; t < (n + 1) * tokens; t++) sum += perToken[t];
+    means[n] = sum / tokens;
+  }
+  return means;
+}
+
 /** The student's weights in graph-input (and `Backbone.blockWeights`) order, with their torch shapes. */
 export function studentWeightShapes(spec: BlockSpec): Map<string, number[]> {
   return new Map(Object.entries(studentShapes(spec)));

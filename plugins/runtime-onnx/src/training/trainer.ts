@@ -12,6 +12,7 @@ import {
   STUDENT_OPSET_IMPORTS,
   STUDENT_TARGET,
   STUDENT_TOKEN_DISCREPANCY,
+  imageMeans,
 } from './student-block.js';
 
 /** Session settings of both student sessions; unset fields take `resolveSessionSettings`'s defaults. */
@@ -105,15 +106,7 @@ class OnnxStudentEngine implements StudentEngine {
 
   async discrepancy(input: Tensor, target: Tensor, images: number): Promise<Float64Array> {
     const out = await this.forwardSession.run(this.feeds(input, target), [STUDENT_TOKEN_DISCREPANCY]);
-    const perToken = out[STUDENT_TOKEN_DISCREPANCY].data as Float32Array;
-    const tokens = perToken.length / images;
-    const means = new Float64Array(images);
-    for (let n = 0; n < images; n++) {
-      let sum = 0;
-      for (let t = n * tokens; t < (n + 1) * tokens; t++) sum += perToken[t];
-      means[n] = sum / tokens;
-    }
-    return means;
+    return imageMeans(out[STUDENT_TOKEN_DISCREPANCY].data as Float32Array, images);
   }
 
   read(kind: TrainerArrayKind, name: string): Float32Array {
