@@ -91,3 +91,4 @@ export {
 export { packageVersions } from './pipeline/versions.js';
 export * from './distill/index.js';
 export { stageProfile, timed, type StageTime } from './profile.js';
+export * from './export/index.js';

@@ -1,5 +1,6 @@
 // Every public type of Transformaly lives in this file, so that a plugin author reads one page.
 import type { ContainerModule } from 'inversify';
+import type { OnnxGraph, OnnxTensorData } from './onnx/graph.js';
 
 // ---------------------------------------------------------------------------
 // Numbers
@@ -229,7 +230,19 @@ export interface Backbone {
   forward(pixels: Tensor, options?: { taps?: number[] }): Promise<BackboneOutput>;
   /** The weights of one transformer block, named in the timm layout (`norm1.weight`, `attn.qkv.weight`, ...). */
   blockWeights(index: number): Record<string, Tensor>;
+  /**
+   * Appends `forward` to an exported detector's graph (`transformaly export`): `pixels` is a float32 [N, 3, H, W]
+   * value; returns the float32 [N, width] features and, for each block in `taps`, its input and output hidden states
+   * [N, tokens, width]. See `OnnxExportContext`.
+   */
+  exportOnnx?(ctx: OnnxExportContext, pixels: string, taps: readonly number[]): BackboneGraphValues | Promise<BackboneGraphValues>;
   dispose(): Promise<void>;
+}
+
+/** The values a backbone's `exportOnnx` returns: the names of its features and of its taps' hidden states. */
+export interface BackboneGraphValues {
+  features: string;
+  taps: Map<number, { input: string; output: string }>;
 }
 
 // ---------------------------------------------------------------------------
@@ -243,6 +256,11 @@ export interface DensityScorer {
   scoreSamples(Y: Matrix): Float64Array | Promise<Float64Array>;
   exportState(): StageState;
   importState(state: StageState): void;
+  /**
+   * Appends `scoreSamples` of the fitted model to an exported detector's graph: `features` is a float32 [N, d] value;
+   * returns a float64 [N] value of the same scores. See `OnnxExportContext`.
+   */
+  exportOnnx?(ctx: OnnxExportContext, features: string): string | Promise<string>;
 }
 
 export type ScorerFactory = (options: unknown) => DensityScorer;
@@ -255,6 +273,11 @@ export interface FeatureCombiner {
   combine(scores: Record<string, Float64Array>): Float64Array;
   exportState(): StageState;
   importState(state: StageState): void;
+  /**
+   * Appends `combine` of the fitted combiner to an exported detector's graph: `scores` maps each space to a float64
+   * [N] value; returns the float64 [N] combined value. See `OnnxExportContext`.
+   */
+  exportOnnx?(ctx: OnnxExportContext, scores: Record<string, string>): string | Promise<string>;
 }
 
 /**
@@ -327,6 +350,12 @@ export interface Distiller {
   features(output: BackboneOutput): Promise<Matrix>;
   exportState(): StageState;
   importState(state: StageState): void;
+  /**
+   * Appends `features` of the fitted distiller to an exported detector's graph: `taps` holds, for each of `blocks`,
+   * the teacher block's input and output hidden states (float32 [N, tokens, width] values); returns the float32
+   * [N, blocks.length] value of the features. See `OnnxExportContext`.
+   */
+  exportOnnx?(ctx: OnnxExportContext, taps: ReadonlyMap<number, { input: string; output: string }>): string | Promise<string>;
   /** Releases engine sessions held for scoring; called when its detector is disposed. */
   dispose?(): Promise<void>;
 }
@@ -382,6 +411,32 @@ export interface StudentScorer {
   /** `taps[i]` is the i-th student's block input and teacher output; returns [N, students], row-major. */
   discrepancies(taps: readonly BlockTap[]): Promise<Matrix>;
   dispose(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------
+// Export (`transformaly export`: a fitted detector as one ONNX model)
+// ---------------------------------------------------------------------------
+
+/**
+ * What a stage's `exportOnnx` hook appends its computation to: the graph of the whole detector under construction.
+ * The hook gets its inputs as value names, adds nodes (`ctx.graph.op(...)`) and its fitted parameters as constants
+ * (`ctx.weight(...)`), and returns the names of its outputs. Only operators of the default ONNX domain at `opset`
+ * may be used, so that the model runs in every ONNX runtime, onnxruntime-web included; the exporter refuses others.
+ */
+export interface OnnxExportContext {
+  /** The graph being built (the core's `OnnxGraph` builder); value names made by `graph.op` are fresh. */
+  readonly graph: OnnxGraph;
+  /** The stage's config path (`scorers.pretrained`, `combiner`, ...): the prefix of the names it adds. */
+  readonly scope: string;
+  /** Version of the default ONNX operator set the model declares (17). */
+  readonly opset: number;
+  /** Adds a constant (a fitted parameter) named `<scope>.<name>`; returns its value name. */
+  weight(name: string, tensor: OnnxTensorData): string;
+  /**
+   * Appends a graph built on its own (a backbone's, say): its inputs are bound to the values named in `inputs`, its
+   * other names are prefixed with the scope. Returns the value name of each of its outputs, by output name.
+   */
+  append(sub: OnnxGraph, inputs: Record<string, string>): Record<string, string>;
 }
 
 // ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-import type { FeatureCombiner, StageState } from '../types.js';
+import type { FeatureCombiner, OnnxExportContext, StageState } from '../types.js';
 
 /** Space names in a fixed order, so that sums do not depend on the order of an object's keys. */
 function spaceNames(scores: Record<string, Float64Array>, what: string, combiner: string): string[] {
@@ -63,6 +63,13 @@ export class SumCombiner implements FeatureCombiner {
     return out;
   }
 
+  /** The same sum, in the same (sorted) order of the spaces. */
+  exportOnnx(ctx: OnnxExportContext, scores: Record<string, string>): string {
+    const spaces = this.#fitted();
+    checkSameSpaces(spaces, Object.keys(scores).sort(), this.name);
+    return spaces.slice(1).reduce((sum, name) => ctx.graph.op('Add', [sum, scores[name]]), scores[spaces[0]]);
+  }
+
   exportState(): StageState {
     return { meta: { combiner: this.name, spaces: [...this.#fitted()] }, arrays: {} };
   }
@@ -124,6 +131,17 @@ export class ZScoreCombiner implements FeatureCombiner {
       for (let i = 0; i < out.length; i++) out[i] += (s[i] - m) / sd;
     });
     return out;
+  }
+
+  /** (s - mean) / std per space, summed in the same (sorted) order, in float64. */
+  exportOnnx(ctx: OnnxExportContext, scores: Record<string, string>): string {
+    const { spaces, mean, std } = this.#fitted();
+    checkSameSpaces(spaces, Object.keys(scores).sort(), this.name);
+    const g = ctx.graph;
+    const terms = spaces.map((name, k) =>
+      g.op('Div', [g.op('Sub', [scores[name], ctx.weight(`${name}.mean`, { dims: [], data: Float64Array.of(mean[k]) })]), ctx.weight(`${name}.std`, { dims: [], data: Float64Array.of(std[k]) })]),
+    );
+    return terms.slice(1).reduce((sum, term) => g.op('Add', [sum, term]), terms[0]);
   }
 
   exportState(): StageState {

@@ -8,6 +8,7 @@ import type {
   DistillerFitContext,
   JsonObject,
   Matrix,
+  OnnxExportContext,
   ProgressReporter,
   Runtime,
   StageState,
@@ -18,6 +19,7 @@ import type {
   TrainableRuntime,
 } from '../types.js';
 import type { LossHistory } from './checkpoint.js';
+import { discrepancyFeaturesGraph } from './export.js';
 import { initStudentWeights, readStudentWeights, studentSeed, studentShapes } from './init.js';
 import {
   describeSelection,
@@ -180,6 +182,12 @@ export class TransformalyDistiller implements Distiller {
       throw new Error(`distiller: scoring gave [${features.rows}, ${features.cols}] discrepancies for ${rows} images and ${fitted.blocks.length} blocks`);
     }
     return features;
+  }
+
+  /** The students with their kept weights and their discrepancies, as nodes of an exported detector (export.ts). */
+  exportOnnx(ctx: OnnxExportContext, taps: ReadonlyMap<number, { input: string; output: string }>): string {
+    const fitted = this.requireFitted('exportOnnx');
+    return discrepancyFeaturesGraph(ctx, fitted.spec, fitted.blocks, fitted.best, taps);
   }
 
   exportState(): StageState {

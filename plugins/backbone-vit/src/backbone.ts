@@ -7,8 +7,10 @@ import {
   serializeOnnxModel,
   type Backbone,
   type BackboneInfo,
+  type BackboneGraphValues,
   type BackboneOutput,
   type InferenceSession,
+  type OnnxExportContext,
   type PreprocessSpec,
   type ProgressReporter,
   type Resample,
@@ -17,6 +19,7 @@ import {
 } from '@transformaly/core';
 import { blockShapes, checkArch, gridOf, VIT_PRESETS, type VitArch, type VitWeights } from './arch.js';
 import { locateCheckpoint, readVitCheckpoint } from './checkpoint.js';
+import { exportVitGraph } from './export.js';
 import { buildVitGraph, FEATURES, hiddenName, PIXELS, vitOpsetImports, type VitPrecision } from './graph.js';
 import { resamplePositions } from './positions.js';
 import { randomVitWeights } from './random.js';
@@ -169,6 +172,12 @@ export class ViTBackbone implements Backbone {
       out[name] = { dims: [...t.dims], data: t.data.slice() };
     }
     return out;
+  }
+
+  /** The same graph as `forward` runs, appended to an exported detector's (export.ts). */
+  exportOnnx(ctx: OnnxExportContext, pixels: string, taps: readonly number[]): BackboneGraphValues {
+    const { imageSize, patchSize, width, depth, heads, mlpDim, layerNormEps, qkvBias } = this.info;
+    return exportVitGraph(ctx, { imageSize, patchSize, width, depth, heads, mlpDim, layerNormEps, qkvBias }, this.weights, pixels, taps);
   }
 
   async dispose(): Promise<void> {

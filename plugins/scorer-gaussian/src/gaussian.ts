@@ -2,18 +2,21 @@ import {
   assertCols,
   assertNonNegativeNumber,
   assertUsableMatrix,
+  castGraph,
   covariance,
   float64Entry,
   logGaussianDensities,
+  logGaussianDensitiesGraph,
   metaNumber,
   precisionCholesky,
   stateArray,
   stateMeta,
   subtractRow,
+  subtractRowGraph,
   symmetricEigen,
   type Matrix64,
 } from '@transformaly/core';
-import type { DensityScorer, JsonObject, Matrix, NumericEngine, StageState } from '@transformaly/core';
+import type { DensityScorer, JsonObject, Matrix, NumericEngine, OnnxExportContext, StageState } from '@transformaly/core';
 
 export interface GaussianScorerOptions {
   /**
@@ -122,6 +125,26 @@ export class GaussianScorer implements DensityScorer {
       [model.logDet],
     );
     return logProb.data;
+  }
+
+  /** `scoreSamples` as float64 nodes, step for step: whitening, centring, the log-density. */
+  exportOnnx(ctx: OnnxExportContext, features: string): string {
+    const m = this.requireModel('exportOnnx');
+    const g = ctx.graph;
+    let z = castGraph(ctx, features, 'float64');
+    if (m.whitening) {
+      const w = m.whitening;
+      const components = ctx.weight('pca_components', { dims: [m.dim, m.inputDim], data: w.components.slice() });
+      const projected = g.op('Gemm', [subtractRowGraph(ctx, z, w.mean, 'pca_mean'), components], { transB: 1 });
+      z = g.op('Div', [projected, ctx.weight('pca_scale', { dims: [m.dim], data: w.explainedVariance.map(Math.sqrt) })]);
+    }
+    const d = m.dim;
+    const logProb = logGaussianDensitiesGraph(ctx, subtractRowGraph(ctx, z, m.mean, 'mean'), {
+      means: { rows: 1, cols: d, data: new Float64Array(d) },
+      factors: [{ rows: d, cols: d, data: m.precisionCholesky }],
+      logDets: [m.logDet],
+    });
+    return g.op('Squeeze', [logProb, g.int64s([1])]);
   }
 
   exportState(): StageState {

@@ -3,6 +3,7 @@ import {
   assertNonNegativeNumber,
   assertPositiveInteger,
   assertUsableMatrix,
+  castGraph,
   componentsPerCall,
   cholesky,
   columnMeans,
@@ -10,16 +11,19 @@ import {
   float64Entry,
   kmeansPlusPlus,
   logGaussianDensities,
+  logGaussianDensitiesGraph,
+  logSumExpGraph,
   logsumexpRows,
   metaNumber,
   precisionCholesky,
   stateArray,
   stateMeta,
   subtractRow,
+  subtractRowGraph,
   type Matrix64,
   type Rng,
 } from '@transformaly/core';
-import type { DensityScorer, Matrix, NumericEngine, StageState } from '@transformaly/core';
+import type { DensityScorer, Matrix, NumericEngine, OnnxExportContext, StageState } from '@transformaly/core';
 
 /** Explicit starting parameters, as sklearn's `means_init`, `weights_init` and `precisions_init`. */
 export interface GmmInit {
@@ -177,6 +181,21 @@ export class GmmScorer implements DensityScorer {
     if (Y.rows === 0) return new Float64Array(0);
     const weighted = await weightedLogProb(this.engine, subtractRow(Y, model.center), model);
     return logsumexpRows(weighted);
+  }
+
+  /** `scoreSamples` as float64 nodes: centring, each component's weighted log-density, a stable log-sum-exp. */
+  exportOnnx(ctx: OnnxExportContext, features: string): string {
+    const m = this.requireModel('exportOnnx');
+    const K = m.weights.length;
+    const d = m.dim;
+    const centred = subtractRowGraph(ctx, castGraph(ctx, features, 'float64'), m.center, 'center');
+    const logProb = logGaussianDensitiesGraph(ctx, centred, {
+      means: { rows: K, cols: d, data: m.means },
+      factors: m.factors.map((f) => ({ rows: d, cols: d, data: f })),
+      logDets: m.logDets,
+    });
+    const weighted = ctx.graph.op('Add', [logProb, ctx.weight('log_weights', { dims: [K], data: m.weights.map(Math.log) })]);
+    return logSumExpGraph(ctx, weighted);
   }
 
   exportState(): StageState {

@@ -1,5 +1,18 @@
-import { NeighborIndex, assertCols, assertPositiveInteger, assertUsableMatrix, metaNumber, stateMeta } from '@transformaly/core';
-import type { DensityScorer, Matrix, NumericEngine, StageState } from '@transformaly/core';
+import {
+  NeighborIndex,
+  assertCols,
+  assertPositiveInteger,
+  assertUsableMatrix,
+  castGraph,
+  columnMeans,
+  metaNumber,
+  onnxAttr,
+  rowSqNorms,
+  stateMeta,
+  subtractRow,
+  subtractRowGraph,
+} from '@transformaly/core';
+import type { DensityScorer, Matrix, NumericEngine, OnnxExportContext, StageState } from '@transformaly/core';
 
 export interface KnnScorerOptions {
   /** Neighbours averaged per query (default 2). Must not exceed the number of training rows. */
@@ -62,6 +75,25 @@ export class KnnScorer implements DensityScorer {
       out[i] = -s / k + 0;
     }
     return out;
+  }
+
+  /**
+   * `scoreSamples` as float64 nodes, with the training rows (centred on their mean) as a constant: the k nearest rows
+   * by ||t||^2 - 2 q.t, then their exact distances, as the index recomputes them.
+   */
+  exportOnnx(ctx: OnnxExportContext, features: string): string {
+    const { train, k } = this.requireModel('exportOnnx');
+    const g = ctx.graph;
+    const mean = columnMeans(train);
+    const centred = subtractRow(train, mean);
+    const rows = ctx.weight('train_centred', { dims: [train.rows, train.cols], data: centred.data });
+    const norms = ctx.weight('train_sq_norms', { dims: [train.rows], data: rowSqNorms(centred) });
+    const q = subtractRowGraph(ctx, castGraph(ctx, features, 'float64'), mean, 'train_mean');
+    const screened = g.op('Gemm', [q, rows, norms], { transB: 1, alpha: onnxAttr.float(-2) });
+    const [, nearest] = g.node('TopK', [screened, g.int64s([k])], 2, { axis: 1, largest: 0, sorted: 1 });
+    const diff = g.op('Sub', [g.op('Unsqueeze', [q, g.int64s([1])]), g.op('Gather', [rows, nearest], { axis: 0 })]);
+    const distances = g.op('Sqrt', [g.op('ReduceSumSquare', [diff], { axes: [2], keepdims: 0 })]);
+    return g.op('Neg', [g.op('ReduceMean', [distances], { axes: [1], keepdims: 0 })]);
   }
 
   exportState(): StageState {
