@@ -12,6 +12,7 @@ import {
   createPipeline,
   createPreprocessor,
   exportDetector,
+  loadPlugin,
   openDetector,
   SilentProgress,
   type DensityScorer,
@@ -98,6 +99,8 @@ function metadataOf(file: string): Record<string, string> {
   return Object.fromEntries(model.metadataProps.map((p) => [p.key!, p.value!]));
 }
 
+const exampleScorer = join(repo, 'examples', 'scorer-ledoit-wolf', 'index.ts');
+
 const CASES: { name: string; distiller: boolean; pretrained: StageRef | string; finetuned?: StageRef | string; combiner: string }[] = [
   { name: 'paper', distiller: true, pretrained: { use: 'gaussian', options: { whiten: { varianceFraction: 0.9 } } }, finetuned: 'gaussian', combiner: 'sum' },
   { name: 'knn-gmm-zscore', distiller: true, pretrained: { use: 'knn', options: { k: 3 } }, finetuned: { use: 'gmm', options: { components: 2 } }, combiner: 'zscore' },
@@ -106,6 +109,8 @@ const CASES: { name: string; distiller: boolean; pretrained: StageRef | string; 
   { name: 'pretrained-gaussian-sum', distiller: false, pretrained: 'gaussian', combiner: 'sum' },
   { name: 'pretrained-knn-zscore', distiller: false, pretrained: { use: 'knn', options: { k: 2 } }, combiner: 'zscore' },
   { name: 'pretrained-gmm-sum', distiller: false, pretrained: { use: 'gmm', options: { components: 2 } }, combiner: 'sum' },
+  // A third-party plugin loaded from its file: the example of the plugin guide implements the hook.
+  { name: 'example-ledoit-wolf', distiller: true, pretrained: exampleScorer, finetuned: { use: exampleScorer, options: { shrinkage: 0.1 } }, combiner: 'zscore' },
 ];
 
 describe('exportDetector: the exported model scores as the saved detector (onnxruntime-node, 1e-4 relative)', () => {
@@ -115,7 +120,8 @@ describe('exportDetector: the exported model scores as the saved detector (onnxr
         c.name,
         config({ distiller: c.distiller ? distiller : false, scorers: { pretrained: c.pretrained, ...(c.finetuned ? { finetuned: c.finetuned } : {}) }, combiner: c.combiner }),
       );
-      const opened = await openDetector(fitted.dir);
+      const example = await loadPlugin(exampleScorer, { baseDir: repo });
+      const opened = await openDetector(fitted.dir, { plugins: { [example.name]: example } });
       try {
         const { detector } = opened;
         const saved = await detector.score(fitted.test);

@@ -1,12 +1,13 @@
 // @transformaly/testing against stages broken on purpose: for every rule of a contract, a stage that breaks that rule
 // (and a correct reference that keeps them all) shows that the kit catches it and names it.
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   assertCols,
   assertUsableMatrix,
+  castGraph,
   columnMeans,
   type Backbone,
   type BackboneOutput,
@@ -14,6 +15,7 @@ import {
   type FeatureCombiner,
   type InferenceSession,
   type Matrix,
+  type OnnxExportContext,
   type Runtime,
   type StageState,
   type Tensor,
@@ -56,7 +58,9 @@ type ScorerFlaw =
   | 'jitter'
   | 'lossy-state'
   | 'aliased-state'
-  | 'accepts-any-state';
+  | 'accepts-any-state'
+  | 'export-mismatch'
+  | 'export-nonstandard';
 
 class MeanScorer implements DensityScorer {
   readonly name = 'mean';
@@ -101,6 +105,15 @@ class MeanScorer implements DensityScorer {
     if (state.meta.kind !== 'mean' || !state.arrays.mean) throw new Error('MeanScorer.importState: not a mean state');
     this.mean = Float64Array.from(state.arrays.mean.data);
   }
+
+  /** -||x - mean|| in float64; the flawed ones forget the square root, or use a contrib operator. */
+  exportOnnx(ctx: OnnxExportContext, features: string): string {
+    const g = ctx.graph;
+    const centred = g.op('Sub', [castGraph(ctx, features, 'float64'), ctx.weight('mean', { dims: [this.mean!.length], data: this.mean!.slice() })]);
+    const squares = g.op('ReduceSumSquare', [centred], { axes: [1], keepdims: 0 });
+    if (this.flaw === 'export-nonstandard') return g.op('Gelu', [squares], {}, { domain: 'com.microsoft' });
+    return g.op('Neg', [this.flaw === 'export-mismatch' ? squares : g.op('Sqrt', [squares])]);
+  }
 }
 
 const scorerPlugin = (flaw: ScorerFlaw): TransformalyPlugin => ({
@@ -128,11 +141,13 @@ describe('checkDensityScorer', () => {
     ['lossy-state', 'state-round-trip', /state-round-trip: .*the restored instance scores row \d+ differently/],
     ['aliased-state', 'state-not-aliased', /state-not-aliased: .*zeroing the arrays of an exported state changed the scores of the instance that exported it/],
     ['accepts-any-state', 'foreign-state', /foreign-state: importState refuses a state that is not its own: importState of an empty state was accepted/],
+    ['export-mismatch', 'export-onnx', /export-onnx: .*the exported graph scores row 0 as -\d.*, scoreSamples as -\d/],
+    ['export-nonstandard', 'export-onnx', /export-onnx: .*exportOnnx used the operator com\.microsoft\.Gelu; only the standard operators \(opset 17\) may be used/],
   ] as const)('catches a scorer whose flaw is %s: rule %s', async (flaw, rule, message) => {
     const { ids, message: text } = await broken(checkDensityScorer(scorerPlugin(flaw)));
     expect(ids).toContain(rule);
     expect(text).toMatch(message);
-    expect(text).toMatch(new RegExp(`^plugin "mean-${flaw}" breaks \\d+ of 12 DensityScorer rules:`));
+    expect(text).toMatch(new RegExp(`^plugin "mean-${flaw}" breaks \\d+ of 13 DensityScorer rules:`));
   });
 
   it('catches a plugin or a factory that hands out one instance twice (fresh-instance)', async () => {
@@ -154,7 +169,7 @@ describe('checkDensityScorer', () => {
 // Combiners: the sum plus a fitted offset (minus the mean training sum), kept in the state.
 // ---------------------------------------------------------------------------------------------------------------
 
-type CombinerFlaw = 'none' | 'needs-two-spaces' | 'decreasing' | 'order-dependent' | 'any-spaces' | 'nan-to-zero' | 'lossy-state';
+type CombinerFlaw = 'none' | 'needs-two-spaces' | 'decreasing' | 'order-dependent' | 'any-spaces' | 'nan-to-zero' | 'lossy-state' | 'export-mismatch';
 
 class OffsetSum implements FeatureCombiner {
   readonly name = 'offset-sum';
@@ -197,11 +212,18 @@ class OffsetSum implements FeatureCombiner {
     if (state.meta.kind !== 'offset-sum') throw new Error('OffsetSum.importState: not an offset-sum state');
     this.fitted = { spaces: [...(state.meta.spaces as string[])], offset: state.arrays.offset.data[0] };
   }
+
+  /** The sum plus the offset; the flawed one forgets the offset. */
+  exportOnnx(ctx: OnnxExportContext, scores: Record<string, string>): string {
+    const g = ctx.graph;
+    const sum = this.fitted!.spaces.map((s) => scores[s]).reduce((a, b) => g.op('Add', [a, b]));
+    return this.flaw === 'export-mismatch' ? sum : g.op('Add', [sum, ctx.weight('offset', { dims: [], data: Float64Array.of(this.fitted!.offset) })]);
+  }
 }
 
 describe('checkCombiner', () => {
   it('passes a combiner that keeps every rule', async () => {
-    expect(await checkCombiner(() => new OffsetSum())).toHaveLength(13);
+    expect(await checkCombiner(() => new OffsetSum())).toHaveLength(14);
   });
 
   it.each([
@@ -211,6 +233,7 @@ describe('checkCombiner', () => {
     ['any-spaces', 'mismatched-spaces', /mismatched-spaces: .*combine without the finetuned space was accepted/],
     ['nan-to-zero', 'no-hidden-nan', /no-hidden-nan: .*a NaN finetuned score became the combined score/],
     ['lossy-state', 'state-round-trip', /state-round-trip: .*the restored instance combines image \d+ differently/],
+    ['export-mismatch', 'export-onnx', /export-onnx: .*with spaces \[pretrained,finetuned\], the exported graph combines image 0 to .*, combine to /],
   ] as const)('catches a combiner whose flaw is %s: rule %s', async (flaw, rule, message) => {
     const { ids, message: text } = await broken(checkCombiner(() => new OffsetSum(flaw)));
     expect(ids).toContain(rule);
@@ -312,13 +335,14 @@ describe('registerChecks', () => {
   it('registers each rule as a test of node:test too', () => {
     // The built kit (npm test builds before it runs), as a plugin author's node:test suite imports it.
     const file = join(import.meta.dirname, 'fixtures', 'plugins', 'kit-node-test.mjs');
+    mkdirSync(dirname(file), { recursive: true });
     writeFileSync(
       file,
       `import { test } from 'node:test';\nimport { sumCombinerPlugin } from '@transformaly/core';\nimport { combinerChecks, registerChecks } from '@transformaly/testing';\nregisterChecks(combinerChecks(sumCombinerPlugin), test, 'sum ');\n`,
     );
     const result = spawnSync(process.execPath, ['--test', '--test-reporter=tap', file], { encoding: 'utf8' });
     expect(result.status, result.stdout + result.stderr).toBe(0);
-    expect(result.stdout).toMatch(/^# pass 13$/m);
+    expect(result.stdout).toMatch(/^# pass 14$/m);
     expect(result.stdout).toMatch(/^ok \d+ - sum state-round-trip: a new instance restored from exportState/m);
   });
 });

@@ -3,27 +3,32 @@
 //
 //   scorers: { finetuned: { use: './examples/scorer-ledoit-wolf/index.ts', options: { shrinkage: 0.2 } } }
 //
-// Only the public API of @transformaly/core is used: the DensityScorer contract, `definePlugin`, and the numeric
-// engine the pipeline hands the stage (products on its runtime, Cholesky through ml-matrix).
+// Only the public API of @transformaly/core is used: the DensityScorer contract, `definePlugin`, the numeric engine
+// the pipeline hands the stage (products on its runtime, Cholesky through ml-matrix), and the graph pieces its
+// `exportOnnx` hook appends to an exported detector (`transformaly export`).
 import {
   definePlugin,
   assertCols,
   assertPositiveInteger,
   assertUsableMatrix,
+  castGraph,
   columnMeans,
   float64Entry,
   logGaussianDensities,
+  logGaussianDensitiesGraph,
   metaNumber,
   precisionCholesky,
   rowSqNorms,
   stateArray,
   stateMeta,
   subtractRow,
+  subtractRowGraph,
   type DensityScorer,
   type JsonSchema,
   type Matrix,
   type Matrix64,
   type NumericEngine,
+  type OnnxExportContext,
   type StageState,
 } from '@transformaly/core';
 
@@ -149,6 +154,23 @@ export class LedoitWolfScorer implements DensityScorer {
       offset += block.rows;
     }
     return out;
+  }
+
+  /**
+   * The export hook: `scoreSamples` as nodes of an exported detector's graph. `features` names a float32 [N, dim]
+   * value; the returned name is the float64 [N] log-likelihood. Same steps as above: centre on the location, then the
+   * Gaussian log-density with the precision's Cholesky factor, both in float64.
+   */
+  exportOnnx(ctx: OnnxExportContext, features: string): string {
+    const m = this.requireModel('exportOnnx');
+    const centred = subtractRowGraph(ctx, castGraph(ctx, features, 'float64'), m.location, 'location');
+    const logProb = logGaussianDensitiesGraph(ctx, centred, {
+      means: { rows: 1, cols: m.dim, data: new Float64Array(m.dim) },
+      factors: [{ rows: m.dim, cols: m.dim, data: m.precisionCholesky }],
+      logDets: [m.logDet],
+    });
+    // [N, 1] -> [N]
+    return ctx.graph.op('Squeeze', [logProb, ctx.graph.int64s([1])]);
   }
 
   exportState(): StageState {

@@ -115,7 +115,7 @@ export interface SubjectOptions {
 let defaultRuntime: OnnxRuntime | undefined;
 let defaultEngine: NumericEngine | undefined;
 
-function kitRuntime(): OnnxRuntime {
+export function kitRuntime(): OnnxRuntime {
   return (defaultRuntime ??= new OnnxRuntime({ threads: 1 }));
 }
 

@@ -13,6 +13,7 @@ import {
   type SubjectOptions,
 } from './checks.js';
 import { spaceScores } from './data.js';
+import { EXPORT_RTOL, firstExportMismatch, runExportHook } from './export.js';
 
 const copy = (scores: Record<string, Float64Array>) => Object.fromEntries(Object.entries(scores).map(([k, v]) => [k, v.slice()]));
 
@@ -123,6 +124,18 @@ export function combinerChecks(subject: Subject<'combiner'>, options: SubjectOpt
     check('foreign-state', 'importState refuses a state that is not its own', async (fail) => {
       const combiner = await make();
       await expectRefusal(() => combiner.importState({ meta: {}, arrays: {} }), fail, 'importState of an empty state');
+    }),
+    check('export-onnx', `a combiner with exportOnnx appends nodes (standard operators) that combine float64 scores as combine does, to ${EXPORT_RTOL} relative`, async (fail) => {
+      for (const spaces of [['pretrained', 'finetuned'], ['pretrained']]) {
+        const combiner = await make();
+        await combiner.fit(Object.fromEntries(spaces.map((s) => [s, train[s].slice()])));
+        if (typeof combiner.exportOnnx !== 'function') return;
+        const expected = combiner.combine(Object.fromEntries(spaces.map((s) => [s, test[s].slice()])));
+        const inputs = spaces.map((name) => ({ name, tensor: { type: 'float64' as const, dims: [test[name].length], data: test[name].slice() } }));
+        const actual = await runExportHook('combiner', inputs, (ctx, names) => combiner.exportOnnx!(ctx, Object.fromEntries(spaces.map((s, i) => [s, names[i]]))), fail);
+        const at = firstExportMismatch(actual, expected);
+        if (at >= 0) fail(`with spaces [${spaces}], the exported graph combines image ${at} to ${actual[at]}, combine to ${expected[at]}`);
+      }
     }),
     check('fresh-instance', 'every detector gets a new, unfitted instance', async (fail) => {
       const a = await make();

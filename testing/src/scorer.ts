@@ -13,6 +13,7 @@ import {
   type SubjectOptions,
 } from './checks.js';
 import { asFloat32, gaussianRows, outlierRows, withValue } from './data.js';
+import { EXPORT_RTOL, firstExportMismatch, runExportHook } from './export.js';
 
 export interface ScorerCheckOptions extends SubjectOptions {
   /** Training rows (default 60) and feature columns (default 4) of the generated data. */
@@ -130,6 +131,15 @@ export function densityScorerChecks(subject: Subject<'scorer'>, options: ScorerC
     check('foreign-state', 'importState refuses a state that is not its own', async (fail) => {
       const scorer = await make();
       await expectRefusal(() => scorer.importState({ meta: {}, arrays: {} }), fail, 'importState of an empty state');
+    }),
+    check('export-onnx', `a scorer with exportOnnx appends nodes (standard operators) that compute scoreSamples from float32 features to ${EXPORT_RTOL} relative`, async (fail) => {
+      const scorer = await fitted();
+      if (typeof scorer.exportOnnx !== 'function') return;
+      const rows = asFloat32(Y);
+      const expected = await scores(scorer, rows);
+      const actual = await runExportHook('scorers.pretrained', [{ name: 'features', tensor: { type: 'float32', dims: [rows.rows, rows.cols], data: rows.data } }], (ctx, [features]) => scorer.exportOnnx!(ctx, features), fail);
+      const at = firstExportMismatch(actual, expected);
+      if (at >= 0) fail(`the exported graph scores row ${at} as ${actual[at]}, scoreSamples as ${expected[at]}`);
     }),
     check('fresh-instance', 'every detector and feature space gets a new, unfitted instance', async (fail) => {
       const a = await make();
