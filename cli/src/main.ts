@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConsoleProgress, DEFAULT_MAX_PIXELS } from '@transformaly/core';
 import { embedCommand } from './commands/embed.js';
 import { evalCommand } from './commands/eval.js';
+import { exportCommand, type ExportCommandOptions } from './commands/export.js';
 import { fitCommand } from './commands/fit.js';
 import { pluginsCommand } from './commands/plugins.js';
 import { runCommand } from './commands/run.js';
@@ -112,6 +113,16 @@ queueFlags(
     .option('--shard-size <n>', 'with --queue: images per job, rounded up to whole batches (default 8 batches)', positiveInt('--shard-size')),
   'images',
 ).action(action((inputs: string[], options: ScoreOptions) => scoreCommand(inputs, options, progress, abort.signal)));
+
+program
+  .command('export')
+  .description('write a saved detector as one ONNX model that scores anywhere (docs/Reference/Export.md), and/or a web page that scores images in a browser')
+  .requiredOption('-d, --detector <dir>', 'detector folder written by fit or run')
+  .option('-o, --out <file>', 'the .onnx file to write (input: float32 NCHW pixels, resized and normalised by the caller)')
+  .option('--preprocess', 'with --out: take uint8 NHWC pixels at the model size instead, scaled and normalised inside the graph')
+  .option('--web <dir>', 'write a static web page folder (index.html, the model, onnxruntime-web) that scores picked or dropped images offline')
+  .option('--plugin <name=path>', 'a plugin the detector names, from this file (repeatable; as for score)', repeatable)
+  .action(action((options: ExportCommandOptions) => exportCommand(options, progress)));
 
 program
   .command('worker')
