@@ -77,8 +77,9 @@ async function checkReplaceable(dir: string): Promise<void> {
 /** The files the folder is made of, from the installed packages. */
 async function locateAssets() {
   const page = join(packageRoot, 'dist', 'page', 'app.js');
-  // The core's built preprocessing module and what it imports: the page runs the very code `score` runs.
-  const coreDist = dirname(require.resolve('@transformaly/core'));
+  // The core's built preprocessing module and what it imports: the page runs the very code `score` runs. (Resolved
+  // through the package's root: a test runner may resolve the package to its sources.)
+  const coreDist = join(packageRootOf(require.resolve('@transformaly/core')), 'dist');
   const preprocessing = { 'preprocess.js': join(coreDist, 'data', 'preprocess.js'), 'resize.js': join(coreDist, 'data', 'resize.js') };
   for (const file of [page, ...Object.values(preprocessing)]) {
     if (!existsSync(file)) throw new Error(`${file} is missing: build the packages first (npm run build)`);
@@ -92,6 +93,11 @@ async function locateAssets() {
   const ortDir = dirname(wasm);
   const version = JSON.parse(await readFile(join(ortDir, '..', 'package.json'), 'utf8')).version as string;
   return { page, preprocessing, ort: { dir: ortDir, version, files: ['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm'] } };
+}
+
+function packageRootOf(file: string): string {
+  for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir)) if (existsSync(join(dir, 'package.json'))) return dir;
+  throw new Error(`no package.json above ${file}`);
 }
 
 /** The copied modules' source maps are not shipped, so the comment pointing at them goes. */
