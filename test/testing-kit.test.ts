@@ -141,7 +141,7 @@ describe('checkDensityScorer', () => {
     ['lossy-state', 'state-round-trip', /state-round-trip: .*the restored instance scores row \d+ differently/],
     ['aliased-state', 'state-not-aliased', /state-not-aliased: .*zeroing the arrays of an exported state changed the scores of the instance that exported it/],
     ['accepts-any-state', 'foreign-state', /foreign-state: importState refuses a state that is not its own: importState of an empty state was accepted/],
-    ['export-mismatch', 'export-onnx', /export-onnx: .*the exported graph scores row 0 as -\d.*, scoreSamples as -\d/],
+    ['export-mismatch', 'export-onnx', /export-onnx: .*from float32 features, the exported graph scores row 0 as -\d.*, scoreSamples as -\d/],
     ['export-nonstandard', 'export-onnx', /export-onnx: .*exportOnnx used the operator com\.microsoft\.Gelu; only the standard operators \(opset 17\) may be used/],
   ] as const)('catches a scorer whose flaw is %s: rule %s', async (flaw, rule, message) => {
     const { ids, message: text } = await broken(checkDensityScorer(scorerPlugin(flaw)));

@@ -257,8 +257,9 @@ export interface DensityScorer {
   exportState(): StageState;
   importState(state: StageState): void;
   /**
-   * Appends `scoreSamples` of the fitted model to an exported detector's graph: `features` is a float32 [N, d] value;
-   * returns a float64 [N] value of the same scores. See `OnnxExportContext`.
+   * Appends `scoreSamples` of the fitted model to an exported detector's graph: `features` is a float32 (the
+   * backbone's) or float64 (a distiller's) [N, d] value, to cast to what the scorer computes in; returns a float64 [N]
+   * value of the same scores. See `OnnxExportContext`.
    */
   exportOnnx?(ctx: OnnxExportContext, features: string): string | Promise<string>;
 }
@@ -352,8 +353,8 @@ export interface Distiller {
   importState(state: StageState): void;
   /**
    * Appends `features` of the fitted distiller to an exported detector's graph: `taps` holds, for each of `blocks`,
-   * the teacher block's input and output hidden states (float32 [N, tokens, width] values); returns the float32
-   * [N, blocks.length] value of the features. See `OnnxExportContext`.
+   * the teacher block's input and output hidden states (float32 [N, tokens, width] values); returns the [N,
+   * blocks.length] value of the features (float32 or float64, as `features` computes them). See `OnnxExportContext`.
    */
   exportOnnx?(ctx: OnnxExportContext, taps: ReadonlyMap<number, { input: string; output: string }>): string | Promise<string>;
   /** Releases engine sessions held for scoring; called when its detector is disposed. */

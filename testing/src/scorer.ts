@@ -132,14 +132,16 @@ export function densityScorerChecks(subject: Subject<'scorer'>, options: ScorerC
       const scorer = await make();
       await expectRefusal(() => scorer.importState({ meta: {}, arrays: {} }), fail, 'importState of an empty state');
     }),
-    check('export-onnx', `a scorer with exportOnnx appends nodes (standard operators) that compute scoreSamples from float32 features to ${EXPORT_RTOL} relative`, async (fail) => {
+    check('export-onnx', `a scorer with exportOnnx appends nodes (standard operators) that compute scoreSamples from float32 or float64 features to ${EXPORT_RTOL} relative`, async (fail) => {
       const scorer = await fitted();
       if (typeof scorer.exportOnnx !== 'function') return;
-      const rows = asFloat32(Y);
-      const expected = await scores(scorer, rows);
-      const actual = await runExportHook('scorers.pretrained', [{ name: 'features', tensor: { type: 'float32', dims: [rows.rows, rows.cols], data: rows.data } }], (ctx, [features]) => scorer.exportOnnx!(ctx, features), fail);
-      const at = firstExportMismatch(actual, expected);
-      if (at >= 0) fail(`the exported graph scores row ${at} as ${actual[at]}, scoreSamples as ${expected[at]}`);
+      for (const rows of [asFloat32(Y), Y]) {
+        const type = rows.data instanceof Float32Array ? 'float32' : 'float64';
+        const expected = await scores(scorer, rows);
+        const actual = await runExportHook('scorers.pretrained', [{ name: 'features', tensor: { type, dims: [rows.rows, rows.cols], data: rows.data } }], (ctx, [features]) => scorer.exportOnnx!(ctx, features), fail);
+        const at = firstExportMismatch(actual, expected);
+        if (at >= 0) fail(`from ${type} features, the exported graph scores row ${at} as ${actual[at]}, scoreSamples as ${expected[at]}`);
+      }
     }),
     check('fresh-instance', 'every detector and feature space gets a new, unfitted instance', async (fail) => {
       const a = await make();

@@ -2,13 +2,14 @@
 // per-image discrepancy to the teacher block. The nodes are those of the onnx runtime's student forward graph
 // (plugins/runtime-onnx/src/training/student-block.ts) in their standard-operator form, so that onnxruntime computes
 // the same float32 values as when the detector scores.
+import { castGraph } from '../export/graph-ops.js';
 import { onnxAttr } from '../onnx/graph.js';
 import type { BlockSpec, OnnxExportContext, Tensor } from '../types.js';
 
 /**
  * Appends one student block (timm's pre-norm ViT block) and its discrepancy: per image, the mean over tokens and
  * channels of (student(input) - target)^2. `input` and `target` are float32 [N, tokens, width] values; returns a
- * float32 [N] value.
+ * float64 [N] value.
  */
 export function studentDiscrepancyGraph(
   ctx: OnnxExportContext,
@@ -52,12 +53,12 @@ export function studentDiscrepancyGraph(
   const y = g.op('Add', [x1, linear(gelu, weight('mlp.fc2.weight'), weight('mlp.fc2.bias'))]);
 
   const diff = g.op('Sub', [y, rows(target)]);
-  // Channels first, then tokens, as the student graph reduces.
+  // The mean over channels in float32, then each image's tokens averaged in float64, as the onnx runtime's trainer does.
   const perToken = g.op('ReduceMean', [g.op('Mul', [diff, diff])], { axes: [1], keepdims: 0 });
-  return g.op('ReduceMean', [g.op('Reshape', [perToken, g.int64s([-1, T])])], { axes: [1], keepdims: 0 });
+  return g.op('ReduceMean', [g.op('Reshape', [castGraph(ctx, perToken, 'float64'), g.int64s([-1, T])])], { axes: [1], keepdims: 0 });
 }
 
-/** The features of `blocks` as one float32 [N, blocks] value: each student's discrepancy is a column. */
+/** The features of `blocks` as one float64 [N, blocks] value: each student's discrepancy is a column. */
 export function discrepancyFeaturesGraph(
   ctx: OnnxExportContext,
   spec: BlockSpec,
