@@ -1,9 +1,10 @@
 // `exportDetector`: a saved detector as one ONNX model, run by onnxruntime-node (not by the project's own runtime
 // plugin), must give the saved detector's scores and decisions, for every built-in scorer and combiner, with and
 // without a distiller, with the weights embedded or beside the file, and with the preprocessing inside the graph.
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
@@ -213,7 +214,6 @@ describe('exportDetector: inputs, metadata, external data', () => {
     try {
       const embedded = join(work, 'embedded.onnx');
       const dir = join(work, 'external');
-      const { mkdirSync } = await import('node:fs');
       mkdirSync(dir);
       const external = join(dir, 'detector.onnx');
       await exportDetector(opened.detector, { out: embedded });
@@ -298,5 +298,57 @@ describe('exportDetector: a stage without the hook, or with a broken one', () =>
     } finally {
       await opened.dispose();
     }
+  });
+});
+
+describe('transformaly export', () => {
+  const bin = join(repo, 'cli', 'bin', 'transformaly.js');
+  const cli = (...args: string[]) => spawnSync(process.execPath, [bin, 'export', ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, DEBUG: '' } });
+  let fitted: Fitted;
+  beforeAll(async () => {
+    fitted = await fitAndSave('cli', config({ distiller, scorers: { pretrained: exampleScorer } }));
+  });
+
+  it('writes the model and prints its input, preprocessing, outputs and threshold', async () => {
+    const example = await loadPlugin(exampleScorer, { baseDir: repo });
+    const out = join(work, 'cli-out', 'raw.onnx');
+    const result = cli('--detector', fitted.dir, '--out', out, '--preprocess', '--plugin', `${example.name}=${exampleScorer}`);
+    expect(result.status, result.stderr).toBe(0);
+    const meta = metadataOf(out);
+    expect(result.stdout).toContain(`wrote cli-out${sep}raw.onnx (`);
+    expect(result.stdout).toContain('  input          images: uint8 [N, 28, 28, 3] (NHWC)\n');
+    expect(result.stdout).toContain(`  graph does     ${JSON.parse(meta.preprocessing).graph}\n`);
+    expect(result.stdout).toContain('                 finetuned: float64 [N], normality score of the fine-tuned (teacher-student discrepancy) features\n');
+    expect(result.stdout).toContain(`  threshold      ${meta.threshold}\n`);
+    expect(result.stdout).toContain(`  stages         backbone @transformaly/backbone-vit, distiller transformaly, scorers.pretrained ${example.name}, `);
+    expect(result.stdout).toContain('  backbone       random:5 (UNTRAINED: random weights, for tests and smoke runs only), sha256 ');
+    const opened = await openDetector(fitted.dir, { plugins: { [example.name]: example } });
+    try {
+      const { raw } = await inputs(fitted.test, opened.detector.parts.backbone.info.preprocess);
+      const scores = await runModel(out, { images: new ort.Tensor('uint8', raw, [fitted.test.length, 28, 28, 3]) });
+      expectScoresClose(scores.combined.data as Float64Array, (await opened.detector.score(fitted.test)).combined, 1e-4, 'combined');
+    } finally {
+      await opened.dispose();
+    }
+  });
+
+  it('refuses what it cannot do, with the reason, before writing anything', () => {
+    let result = cli('--detector', fitted.dir);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain('transformaly: export needs --out FILE (the ONNX model) or --web DIR (a web page folder), or both');
+    result = cli('--detector', fitted.dir, '--web', join(work, 'never'), '--preprocess');
+    expect(result.stderr).toContain('--preprocess changes the input of the model written by --out; the web page always preprocesses itself');
+    // A plugin file the detector names must be given, as for score.
+    result = cli('--detector', fitted.dir, '--out', join(work, 'never.onnx'));
+    expect(result.stderr).toContain(`was loaded from the file ${exampleScorer} when the detector was fitted, and a detector folder never makes Transformaly import code`);
+    // --web takes a new or empty folder, or an older web export: never one holding other files.
+    const example = `transformaly-scorer-ledoit-wolf=${exampleScorer}`;
+    const busy = join(work, 'busy');
+    mkdirSync(busy);
+    writeFileSync(join(busy, 'notes.txt'), 'mine\n');
+    result = cli('--detector', fitted.dir, '--web', busy, '--plugin', example);
+    expect(result.stderr).toContain(`--web ${busy}: the folder holds other files (notes.txt); give a new or empty folder, or an older web export to replace`);
+    expect(readFileSync(join(busy, 'notes.txt'), 'utf8')).toBe('mine\n');
+    for (const file of ['never', 'never.onnx']) expect(existsSync(join(work, file)), file).toBe(false);
   });
 });

@@ -1,4 +1,4 @@
-import { dirname, resolve } from 'node:path';
+import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { ensureWritableFolder, exportDetector, openDetector, type ExportedDetector, type ProgressReporter } from '@transformaly/core';
 import { givenPlugins, pluginPair } from './score.js';
 
@@ -35,8 +35,8 @@ export async function exportCommand(options: ExportCommandOptions, progress: Pro
       const web = await writeWebFolder(options.web, opened);
       task.done();
       process.stdout.write(
-        `wrote the web page ${web.dir} (${web.files.length} files, model ${megabytes(web.model.bytes)}, onnxruntime-web ${web.onnxruntimeWeb}):\n` +
-          `  serve it with any static file server and open index.html, e.g. python3 -m http.server -d ${web.dir} 8000\n`,
+        `wrote the web page ${shown(web.dir)} (${web.files.length} files, model ${megabytes(web.model.bytes)}, onnxruntime-web ${web.onnxruntimeWeb}):\n` +
+          `  serve it with any static file server and open index.html, e.g. python3 -m http.server -d ${shown(web.dir)} 8000\n`,
       );
       if (!out) process.stdout.write(describeExport(web.model));
     }
@@ -47,6 +47,12 @@ export async function exportCommand(options: ExportCommandOptions, progress: Pro
 
 const megabytes = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MB`;
 
+/** A path as the user would type it: relative to the current folder when inside it. */
+function shown(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : path;
+}
+
 /** What the exported model records in its metadata_props, as the lines the command prints. */
 export function describeExport(exported: ExportedDetector): string {
   const meta = exported.metadata;
@@ -54,7 +60,7 @@ export function describeExport(exported: ExportedDetector): string {
   const preprocessing = JSON.parse(meta.preprocessing) as { caller: string; graph: string };
   const provenance = JSON.parse(meta.provenance) as { backbone: { id: string; sha256: string; untrained: boolean } };
   const lines = [
-    `wrote ${exported.file} (${megabytes(exported.bytes)}${exported.dataFile ? `; weights in ${exported.dataFile}` : ''})`,
+    `wrote ${shown(exported.file)} (${megabytes(exported.bytes)}${exported.dataFile ? `; weights in ${shown(exported.dataFile)}` : ''})`,
     `  input          ${input.name}: ${input.type} [${input.shape.join(', ')}] (${input.layout})`,
     `  caller does    ${preprocessing.caller}`,
     `  graph does     ${preprocessing.graph}`,
