@@ -92,6 +92,25 @@ function expectScoresClose(actual: ArrayLike<number>, expected: Float64Array, rt
   expectClose(Float64Array.from(actual), expected, rtol, label);
 }
 
+/** Runs the model on consecutive batches of `pixels`; each output's values concatenated. */
+async function runInBatches(file: string, pixels: Tensor, batchSize: number): Promise<Record<string, { type: string; data: number[] }>> {
+  const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 1 });
+  const [n, ...rest] = pixels.dims;
+  const size = rest.reduce((a, b) => a * b, 1);
+  const out: Record<string, { type: string; data: number[] }> = {};
+  try {
+    for (let start = 0; start < n; start += batchSize) {
+      const count = Math.min(batchSize, n - start);
+      const batch = pixels.data.subarray(start * size, (start + count) * size);
+      const result = await session.run({ pixels: new ort.Tensor('float32', batch, [count, ...rest]) });
+      for (const [name, t] of Object.entries(result)) (out[name] ??= { type: t.type, data: [] }).data.push(...Array.from(t.data as ArrayLike<number>, Number));
+    }
+  } finally {
+    await session.release();
+  }
+  return out;
+}
+
 function metadataOf(file: string): Record<string, string> {
   const model = onnxProto.onnx.ModelProto.decode(readFileSync(file));
   return Object.fromEntries(model.metadataProps.map((p) => [p.key!, p.value!]));
@@ -99,7 +118,7 @@ function metadataOf(file: string): Record<string, string> {
 
 const exampleScorer = join(repo, 'examples', 'scorer-ledoit-wolf', 'index.ts');
 
-const CASES: { name: string; distiller: boolean; pretrained: StageRef | string; finetuned?: StageRef | string; combiner: string }[] = [
+const CASES: { name: string; distiller: boolean; pretrained: StageRef | string; finetuned?: StageRef | string; combiner: string; int8?: boolean }[] = [
   { name: 'paper', distiller: true, pretrained: { use: 'gaussian', options: { whiten: { varianceFraction: 0.9 } } }, finetuned: 'gaussian', combiner: 'sum' },
   { name: 'knn-gmm-zscore', distiller: true, pretrained: { use: 'knn', options: { k: 3 } }, finetuned: { use: 'gmm', options: { components: 2 } }, combiner: 'zscore' },
   { name: 'gmm-knn-sum', distiller: true, pretrained: { use: 'gmm', options: { components: 3 } }, finetuned: { use: 'knn', options: { k: 2 } }, combiner: 'sum' },
@@ -107,6 +126,8 @@ const CASES: { name: string; distiller: boolean; pretrained: StageRef | string; 
   { name: 'pretrained-gaussian-sum', distiller: false, pretrained: 'gaussian', combiner: 'sum' },
   { name: 'pretrained-knn-zscore', distiller: false, pretrained: { use: 'knn', options: { k: 2 } }, combiner: 'zscore' },
   { name: 'pretrained-gmm-sum', distiller: false, pretrained: { use: 'gmm', options: { components: 2 } }, combiner: 'sum' },
+  // The int8 teacher: its onnxruntime-only layers (DynamicQuantizeMatMul) written in standard operators.
+  { name: 'int8-backbone', distiller: true, pretrained: { use: 'gaussian', options: { whiten: { varianceFraction: 0.9 } } }, finetuned: 'gaussian', combiner: 'sum', int8: true },
   // A third-party plugin loaded from its file: the example of the plugin guide implements the hook.
   { name: 'example-ledoit-wolf', distiller: true, pretrained: exampleScorer, finetuned: { use: exampleScorer, options: { shrinkage: 0.1 } }, combiner: 'zscore' },
 ];
@@ -116,7 +137,12 @@ describe('exportDetector: the exported model scores as the saved detector (onnxr
     it(`${c.name}: ${c.distiller ? 'with' : 'without'} a distiller`, async () => {
       const fitted = await fitAndSave(
         c.name,
-        config({ distiller: c.distiller ? distiller : false, scorers: { pretrained: c.pretrained, ...(c.finetuned ? { finetuned: c.finetuned } : {}) }, combiner: c.combiner }),
+        config({
+          distiller: c.distiller ? distiller : false,
+          scorers: { pretrained: c.pretrained, ...(c.finetuned ? { finetuned: c.finetuned } : {}) },
+          combiner: c.combiner,
+          ...(c.int8 ? { backbone: { use: 'vit', options: { ...tinyVit, precision: 'int8' } } } : {}),
+        }),
       );
       const example = await loadPlugin(exampleScorer, { baseDir: repo });
       const opened = await openDetector(fitted.dir, { plugins: { [example.name]: example } });
@@ -127,16 +153,17 @@ describe('exportDetector: the exported model scores as the saved detector (onnxr
         const exported = await exportDetector(detector, { out });
         expect(exported.dataFile).toBeUndefined();
         const { pixels } = await inputs(fitted.test, detector.parts.backbone.info.preprocess);
-        const result = await runModel(out, { pixels: new ort.Tensor('float32', pixels.data, pixels.dims) });
+        // In the detector's batches: an int8 backbone quantizes each batch's activations with one scale.
+        const result = await runInBatches(out, pixels, detector.settings.batchSize);
         expect(Object.keys(result).sort()).toEqual(c.distiller ? ['anomalous', 'combined', 'finetuned', 'pretrained'] : ['anomalous', 'combined', 'pretrained']);
         for (const space of ['pretrained', 'finetuned', 'combined'] as const) {
           if (!saved[space]) continue;
           expect(result[space].type).toBe('float64');
-          expectScoresClose(result[space].data as Float64Array, saved[space]!, 1e-4, `${c.name} ${space}`);
+          expectScoresClose(result[space].data, saved[space]!, 1e-4, `${c.name} ${space}`);
         }
         // The decision is the threshold's: equal wherever the combined score is not within rounding of it.
         const threshold = detector.threshold!;
-        const anomalous = result.anomalous.data as Uint8Array;
+        const anomalous = result.anomalous.data;
         saved.combined.forEach((s, i) => {
           if (Math.abs(s - threshold) > 1e-4 * Math.abs(threshold)) expect(Boolean(anomalous[i]), `image ${i}`).toBe(saved.anomalous[i]);
         });

@@ -212,7 +212,7 @@ describe('transformaly export --web in headless Chromium', () => {
     webDir = join(work, 'web');
     const result = spawnSync(process.execPath, [bin, 'export', '--detector', detectorDir, '--web', webDir], { cwd: work, encoding: 'utf8', env: { ...process.env, DEBUG: '' } });
     expect(result.status, result.stderr).toBe(0);
-    expect(result.stdout).toContain(`wrote the web page ${webDir} (10 files`);
+    expect(result.stdout).toContain(`wrote the web page web (10 files`);
     expect(result.stdout).toContain('input          pixels: float32 [N, 3, 32, 32] (NCHW)');
     const info = JSON.parse(readFileSync(join(webDir, 'detector.json'), 'utf8'));
     spec = info.preprocessing;
@@ -304,6 +304,7 @@ describe('every built-in scorer and combiner runs in onnxruntime-web', () => {
   it.each([
     ['knn, gmm, zscore, with a distiller', { scorers: { pretrained: { use: 'knn', options: { k: 3 } }, finetuned: { use: 'gmm', options: { components: 2 } } }, combiner: 'zscore' }],
     ['gmm and sum without a distiller', { distiller: false, scorers: { pretrained: { use: 'gmm', options: { components: 3 } } }, combiner: 'sum' }],
+    ['an int8 backbone', { backbone: { use: 'vit', options: { ...tinyVit, precision: 'int8' } } }],
   ] as const)('%s: the page scores as onnxruntime-node', async (name, extra) => {
     const fitted = await fitAndSave(name.replace(/\W+/g, '-'), config(extra as Partial<TransformalyConfig>));
     const dir = join(work, `web-${name.replace(/\W+/g, '-')}`);

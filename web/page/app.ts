@@ -3,7 +3,7 @@
 // module (Pillow-exact resize and normalisation, shipped beside this file), so the model gets the pixels
 // `transformaly score` would give it, up to the browser's image decoder (docs/Reference/Export.md).
 import * as ort from 'onnxruntime-web/wasm';
-import { createPreprocessor } from '@transformaly/core/preprocess';
+import { ResizeNormalize } from '@transformaly/core/preprocess';
 import type { PreprocessSpec, RgbImage, Tensor } from '@transformaly/core';
 
 /** What `detector.json` holds: the model's metadata_props, the JSON ones parsed. */
@@ -37,7 +37,7 @@ export function detector() {
     // Threads need a cross-origin isolated page; a static folder served anywhere has one thread.
     ort.env.wasm.numThreads = globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
     const session = await ort.InferenceSession.create(MODEL, { executionProviders: ['wasm'] });
-    const preprocessor = createPreprocessor(info.preprocessing);
+    const preprocessor = new ResizeNormalize(info.preprocessing);
     return { info, session, preprocess: (images: RgbImage[]) => preprocessor.run(images) };
   })();
   return ready;

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 export const IMPORT_MAP = {
   imports: {
     'onnxruntime-web/wasm': './ort/ort.wasm.min.mjs',
-    '@transformaly/core/preprocess': './lib/preprocess.js',
+    '@transformaly/core/preprocess': './lib/resize-normalize.js',
   },
 };
 

@@ -80,7 +80,7 @@ async function locateAssets() {
   // The core's built preprocessing module and what it imports: the page runs the very code `score` runs. (Resolved
   // through the package's root: a test runner may resolve the package to its sources.)
   const coreDist = join(packageRootOf(require.resolve('@transformaly/core')), 'dist');
-  const preprocessing = { 'preprocess.js': join(coreDist, 'data', 'preprocess.js'), 'resize.js': join(coreDist, 'data', 'resize.js') };
+  const preprocessing = { 'resize-normalize.js': join(coreDist, 'data', 'resize-normalize.js'), 'resize.js': join(coreDist, 'data', 'resize.js') };
   for (const file of [page, ...Object.values(preprocessing)]) {
     if (!existsSync(file)) throw new Error(`${file} is missing: build the packages first (npm run build)`);
   }

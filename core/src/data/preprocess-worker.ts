@@ -1,7 +1,8 @@
 // The preprocessing worker thread (see WorkerPreprocessor in preprocess.ts): resizes and normalises batches of images
 // for the spec it was started with, and hands the pixels back without copying them.
 import { parentPort, workerData } from 'node:worker_threads';
-import { ResizeNormalize, type WorkerAnswer, type WorkerRequest } from './preprocess.js';
+import type { WorkerAnswer, WorkerRequest } from './preprocess.js';
+import { ResizeNormalize } from './resize-normalize.js';
 import type { PreprocessSpec } from '../types.js';
 
 const preprocessor = new ResizeNormalize(workerData as PreprocessSpec);

@@ -176,8 +176,9 @@ export class ViTBackbone implements Backbone {
 
   /** The same graph as `forward` runs, appended to an exported detector's (export.ts). */
   exportOnnx(ctx: OnnxExportContext, pixels: string, taps: readonly number[]): BackboneGraphValues {
-    const { imageSize, patchSize, width, depth, heads, mlpDim, layerNormEps, qkvBias } = this.info;
-    return exportVitGraph(ctx, { imageSize, patchSize, width, depth, heads, mlpDim, layerNormEps, qkvBias }, this.weights, pixels, taps);
+    const { imageSize, patchSize, width, depth, heads, mlpDim, layerNormEps, qkvBias, precision } = this.info;
+    const arch = { imageSize, patchSize, width, depth, heads, mlpDim, layerNormEps, qkvBias };
+    return exportVitGraph(ctx, arch, this.weights, (precision ?? 'float32') as VitPrecision, pixels, taps);
   }
 
   async dispose(): Promise<void> {
