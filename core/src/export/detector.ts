@@ -13,7 +13,7 @@ import { EXPORT_OPSET, StageExportContext } from './context.js';
 export const EXPORT_FORMAT = 'transformaly-detector-onnx/1';
 
 export interface ExportOptions {
-  /** The .onnx file to write (its folder must exist). */
+  /** The .onnx file to write (replaced atomically); external data goes beside it. */
   out: string;
   /**
    * Take uint8 [N, H, W, 3] RGB pixels already at the model's size, and scale and normalise them inside the graph;
@@ -66,10 +66,11 @@ type Slot = 'backbone' | 'distiller' | 'scorers.pretrained' | 'scorers.finetuned
  */
 export async function exportDetector(source: Detector | OpenedDetector, options: ExportOptions): Promise<ExportedDetector> {
   const built = await detectorGraph(source, options.preprocess ?? false);
-  const threshold = options.externalDataThreshold === false ? DEFAULT_EXTERNAL_DATA_THRESHOLD : (options.externalDataThreshold ?? DEFAULT_EXTERNAL_DATA_THRESHOLD);
+  const single = options.externalDataThreshold === false;
+  const threshold = typeof options.externalDataThreshold === 'number' ? options.externalDataThreshold : DEFAULT_EXTERNAL_DATA_THRESHOLD;
   const weights = built.graph.initializerBytes();
-  if (options.externalDataThreshold === false && weights > threshold) {
-    throw new Error(`the detector's weights take ${weights} bytes, more than fit in one ONNX file (${threshold}); this export needs a single file`);
+  if (single && weights > threshold) {
+    throw new Error(`the detector's weights take ${weights} bytes, more than one ONNX file holds (${threshold}); this export needs a single file`);
   }
   const name = basename(options.out).replace(/\.onnx$/i, '') || 'detector';
   const model = await serializeOnnxModel(built.graph, {
@@ -78,7 +79,7 @@ export async function exportDetector(source: Detector | OpenedDetector, options:
     producerVersion: CORE_PACKAGE.version,
     docString: `Transformaly detector (${built.metadata.stages}), exported by ${CORE_PACKAGE.name} ${CORE_PACKAGE.version}`,
     metadata: built.metadata,
-    externalData: { dir: dirname(options.out), name, threshold },
+    externalData: single ? undefined : { dir: dirname(options.out), name, threshold },
   });
   await writeFileAtomic(options.out, model.bytes);
   const dataFile = model.externalDataDir === undefined ? undefined : join(model.externalDataDir, `${name}.onnx.data`);

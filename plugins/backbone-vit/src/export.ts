@@ -35,6 +35,7 @@ function withStandardOperators(graph: OnnxGraph): OnnxGraph {
     if (isDynamicQuantizeMatMul(node)) standardQuantizedLinear(out, node);
     else out.node(node.opType, node.inputs, node.outputs, node.attributes, { name: node.name, domain: node.domain });
   }
+  for (const info of graph.valueInfos) out.valueInfo(info.name, info.type, info.dims);
   for (const output of graph.outputs) out.output(output.name, output.type, output.dims);
   return out;
 }
