@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { ConsoleProgress, DEFAULT_MAX_PIXELS } from '@transformaly/core';
+import { createPluginCommand, PLUGIN_KINDS } from './commands/create-plugin.js';
 import { embedCommand } from './commands/embed.js';
 import { evalCommand } from './commands/eval.js';
 import { exportCommand, type ExportCommandOptions } from './commands/export.js';
@@ -184,5 +185,13 @@ program
   .description('list built-in stages and installed plugins with their options')
   .option('-c, --config <file>', 'also load the plugins this config names')
   .action(action((options: { config?: string }) => pluginsCommand(options)));
+
+program
+  .command('create-plugin')
+  .description('write a new plugin package (typed plugin, options schema, state, README, a test running the conformance kit)')
+  .addArgument(new Argument('<kind>', 'the stage it provides').choices(PLUGIN_KINDS))
+  .argument('<name>', 'npm package name; transformaly-plugin- is put in front when missing (the core finds installed plugins by it), the rest is its alias')
+  .option('--dir <folder>', 'the folder to create (default: ./<name>); it must not exist, or be empty')
+  .action(action((kind: string, name: string, options: { dir?: string }) => createPluginCommand(kind, name, options)));
 
 await program.parseAsync(process.argv);

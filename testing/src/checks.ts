@@ -115,15 +115,17 @@ export interface SubjectOptions {
 let defaultRuntime: OnnxRuntime | undefined;
 let defaultEngine: NumericEngine | undefined;
 
+/** The runtime the kit hands to stages given none (onnxruntime, one thread), for a plugin's own tests too. */
 export function kitRuntime(): OnnxRuntime {
   return (defaultRuntime ??= new OnnxRuntime({ threads: 1 }));
 }
 
-function kitEngine(): NumericEngine {
+/** The numeric engine the kit hands to scorers and combiners given none, on `kitRuntime()`. */
+export function kitNumericEngine(): NumericEngine {
   return (defaultEngine ??= createNumericEngine(kitRuntime()));
 }
 
-/** Releases the engine and runtime the kit made for suites that were given none. */
+/** Releases the engine and runtime the kit made (for suites given none, and by `kitRuntime`, `kitNumericEngine`). */
 export async function disposeKit(): Promise<void> {
   await defaultEngine?.dispose();
   await defaultRuntime?.dispose();
@@ -168,7 +170,7 @@ export function instances<K extends StageKind>(kind: K, subject: Subject<K>, opt
 
 function dependencies(kind: StageKind, options: SubjectOptions): StageDependencies {
   const deps: StageDependencies = { progress: new SilentProgress() };
-  if (kind === 'scorer' || kind === 'combiner') deps.numeric = options.numeric ?? kitEngine();
+  if (kind === 'scorer' || kind === 'combiner') deps.numeric = options.numeric ?? kitNumericEngine();
   if (kind === 'backbone' || kind === 'distiller') deps.runtime = options.runtime ?? kitRuntime();
   return deps;
 }

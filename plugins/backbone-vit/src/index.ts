@@ -1,5 +1,5 @@
 export { ViTBackbone, loadVitBackbone, randomVit, type VitBackboneOptions, type RandomVitOptions, type VitLoadContext } from './backbone.js';
-export { VIT_PRESETS, gridOf, blockShapes, type VitArch, type VitWeights } from './arch.js';
+export { VIT_PRESETS, gridOf, blockShapes, expectedShapes, type VitArch, type VitWeights } from './arch.js';
 export { buildVitGraph, buildVitModel, FEATURES, PIXELS, hiddenName, quantizeWeightPerChannel, vitOpsetImports, type VitModelOptions, type VitPrecision } from './graph.js';
 export {
   readVitCheckpoint,
