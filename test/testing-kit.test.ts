@@ -5,6 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  BUILTIN_PLUGINS,
   assertCols,
   assertUsableMatrix,
   castGraph,
@@ -13,17 +14,31 @@ import {
   type BackboneOutput,
   type DensityScorer,
   type FeatureCombiner,
+  type ImageItem,
+  type ImageSource,
   type InferenceSession,
   type Matrix,
   type OnnxExportContext,
+  type RgbImage,
   type Runtime,
+  type Split,
   type StageState,
   type Tensor,
   type TransformalyPlugin,
 } from '@transformaly/core';
 import { randomVit } from '@transformaly/backbone-vit';
 import { OnnxRuntime } from '@transformaly/runtime-onnx';
-import { checkBackbone, checkCombiner, checkDensityScorer, checkRuntime, ConformanceError, disposeKit, densityScorerChecks } from '@transformaly/testing';
+import {
+  checkBackbone,
+  checkCombiner,
+  checkDensityScorer,
+  checkImageSource,
+  checkRuntime,
+  ConformanceError,
+  disposeKit,
+  densityScorerChecks,
+  imageSourceChecks,
+} from '@transformaly/testing';
 
 const runtime = new OnnxRuntime({ threads: 1 });
 afterAll(async () => {
@@ -328,6 +343,75 @@ describe('checkRuntime', () => {
     const { ids, message: text } = await broken(checkRuntime(() => onnx(flaw)));
     expect(ids).toContain(rule);
     expect(text).toMatch(message);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Image sources: a small set of generated images in memory, listed with one flaw each; and the built-in sources.
+// ---------------------------------------------------------------------------------------------------------------
+
+type SourceFlaw = 'none' | 'repeated-class' | 'unknown-label' | 'repeated-id' | 'shuffled' | 'shared-list' | 'out-of-range' | 'short-data' | 'shared-pixels';
+
+function memorySource(flaw: SourceFlaw): ImageSource {
+  const image = (seed: number): RgbImage => ({ width: 3, height: 2, data: Float32Array.from({ length: 18 }, (_, k) => ((seed * 7 + k) % 11) / 10) });
+  const pixels = new Map<string, RgbImage>();
+  const item = (split: Split, label: string, i: number): ImageItem => {
+    const id = flaw === 'repeated-id' && i === 1 ? `${split}/0.png` : `${split}/${i}.png`;
+    return {
+      id,
+      label: flaw === 'unknown-label' && split === 'train' && i === 2 ? 'zebra' : label,
+      async load() {
+        const made = image(i);
+        if (flaw === 'out-of-range') made.data[4] = 1.5;
+        if (flaw === 'short-data') made.data = made.data.subarray(1);
+        if (flaw !== 'shared-pixels') return made;
+        if (!pixels.has(id)) pixels.set(id, made);
+        return pixels.get(id)!;
+      },
+    };
+  };
+  const listings = { train: [0, 1, 2].map((i) => item('train', i < 2 ? 'cat' : 'dog', i)), test: [0, 1, 2, 3].map((i) => item('test', i % 2 ? 'cat' : 'fox', i)) };
+  let calls = 0;
+  return {
+    name: `memory-${flaw}`,
+    classes: async () => (flaw === 'repeated-class' ? ['cat', 'dog', 'cat'] : ['cat', 'dog']),
+    async items(split) {
+      const list = listings[split];
+      calls++;
+      if (flaw === 'shared-list') return list;
+      return flaw === 'shuffled' && calls % 2 === 0 ? [...list].reverse() : [...list];
+    },
+  };
+}
+
+describe('checkImageSource', () => {
+  it('passes a source that keeps every rule, and the built-in sources', async () => {
+    const rules = imageSourceChecks(() => memorySource('none')).map((c) => c.id);
+    expect(rules).toEqual(['classes', 'listing', 'stable-listing', 'listing-copies', 'load', 'load-repeatable']);
+    expect(await checkImageSource(() => memorySource('none'))).toEqual(rules);
+    const idx = BUILTIN_PLUGINS.get('idx')!;
+    expect(await checkImageSource({ plugin: idx, options: { dir: join(import.meta.dirname, '..', 'demo', 'fashion-mnist'), classNames: 'fashion-mnist' } })).toEqual(rules);
+  });
+
+  it.each([
+    ['repeated-class', 'classes', /classes: .*class "cat" is listed twice/],
+    ['unknown-label', 'listing', /listing: .*train item train\/2\.png has label "zebra", which classes\(\) does not list/],
+    ['repeated-id', 'listing', /listing: .*train item id train\/0\.png is listed twice/],
+    ['shuffled', 'stable-listing', /stable-listing: .*the second items\('train'\) differs from the first at position 0/],
+    ['shared-list', 'listing-copies', /listing-copies: .*emptying the list items\('train'\) returned changed the next listing \(0 images, expected 3\)/],
+    ['out-of-range', 'load', /load: .*train\/0\.png: value 4 is 1\.5, outside \[0, 1\]/],
+    ['short-data', 'load', /load: .*train\/0\.png: 17 values for 3 x 2 RGB \(expected 18\)/],
+    ['shared-pixels', 'load-repeatable', /load-repeatable: .*train\/0\.png: two loads returned the same array/],
+  ] as const)('catches a source whose flaw is %s: rule %s', async (flaw, rule, message) => {
+    const { ids, message: text } = await broken(checkImageSource(() => memorySource(flaw)));
+    expect(ids).toContain(rule);
+    expect(text).toMatch(message);
+    expect(text).toMatch(/^the factory breaks 1 of 6 ImageSource rules:/);
+  });
+
+  it('accepts a test label outside the classes: a novel class', async () => {
+    // memorySource's test split labels half its images "fox", which classes() does not list.
+    expect(await checkImageSource(() => memorySource('none'))).toContain('listing');
   });
 });
 
