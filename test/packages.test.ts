@@ -148,7 +148,7 @@ describe('outside the repository', () => {
     writeFileSync(join(project, 'transformaly.config.ts'), CONFIG);
     const listed = sh('npx', ['transformaly', 'plugins']);
     expect(listed.code, listed.stderr).toBe(0);
-    expect(listed.stdout).toMatch(/^\.\/my-scorer {2}\(transformaly-plugin-my-scorer 0\.1\.0; also my-scorer\)$/m);
+    expect(listed.stdout).toMatch(/^\.\/my-scorer\/src\/index\.ts {2}\(transformaly-plugin-my-scorer 0\.1\.0; also my-scorer\)$/m);
     expect(listed.stdout).toMatch(/^ {4}varianceFloor\?: number \(>= 0\) {2}- default 0\.000001; added to every variance/m);
   });
 
@@ -157,7 +157,7 @@ describe('outside the repository', () => {
     const results = JSON.parse(readFileSync(join(runDir, 'results.json'), 'utf8'));
     expect(results.cases.map((c: { caseId: string }) => c.caseId)).toEqual(['unimodal/Trouser']);
     const manifest = JSON.parse(readFileSync(join(detector, 'manifest.json'), 'utf8'));
-    expect(manifest.plugins['scorers.pretrained']).toMatchObject({ name: PLUGIN, version: '0.1.0', source: 'file', path: join(project, 'my-scorer') });
+    expect(manifest.plugins['scorers.pretrained']).toMatchObject({ name: PLUGIN, version: '0.1.0', source: 'file', path: join(project, 'my-scorer', 'src', 'index.ts') });
     expect(runScores().size).toBe(12);
   });
 
@@ -165,10 +165,11 @@ describe('outside the repository', () => {
     const { detector } = theRun();
     const missing = sh('npx', ['transformaly', 'score', '-d', detector, 'images/test']);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toContain(`scorers.pretrained plugin "${PLUGIN}" version 0.1.0 was loaded from the file ${join(project, 'my-scorer')}`);
+    expect(missing.stderr).toContain(`scorers.pretrained plugin "${PLUGIN}" version 0.1.0 was loaded from the file ${join(project, 'my-scorer', 'src', 'index.ts')}`);
     expect(missing.stderr).toContain(`give it with --plugin ${PLUGIN}=PATH`);
     expect(missing.stderr).not.toMatch(/npm install/);
 
+    // The moved folder, as a package: its built entry point (package.json main).
     const scored = sh('npx', ['transformaly', 'score', '-d', detector, '--plugin', `${PLUGIN}=./moved/my-scorer`, 'images/test', '--out', 'scores.csv']);
     expect(scored.code, scored.stderr).toBe(0);
     expect(scoresByPath(readFileSync(join(project, 'scores.csv'), 'utf8'))).toEqual(runScores());
@@ -210,7 +211,8 @@ export default defineConfig(${JSON.stringify(
   {
     data: { use: 'folder', options: { root: './images' } },
     ...STAGES,
-    scorers: { pretrained: { use: './my-scorer', options: { varianceFloor: 1e-6 } } },
+    // The sources, as the scaffold suggests while developing: loaded with jiti, no build needed.
+    scorers: { pretrained: { use: './my-scorer/src/index.ts', options: { varianceFloor: 1e-6 } } },
     outputDir: './results',
   },
   null,
