@@ -1,16 +1,18 @@
 // Every package as someone outside this repository gets it: packed once, checked (exports, types, files, bin,
 // dependencies, versions), installed from the tarballs into a folder of its own (offline, onnxruntime's CUDA download
-// skipped as the READMEs say), and used there: a plugin scaffolded by the installed CLI builds and passes the
-// conformance kit, runs in `npx transformaly run` from a config that imports @transformaly/core, scores with the saved
-// detector after its folder moved (`--plugin`), and runs in a program through createPipeline and openDetector.
+// skipped as the READMEs say), and used there as the quick start of docs/Reference/Plugins.md says, its blocks run as
+// written: a plugin scaffolded by the installed CLI builds and passes the conformance kit, runs in `npx transformaly
+// run` from a config that imports @transformaly/core, and scores with the saved detector after its folder moved
+// (`--plugin`); then a program runs it through createPipeline and openDetector.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IdxSource, parseCsv } from '@transformaly/core';
+import { docBlock } from './fixtures/doc-blocks.js';
 import { installOffline, packWorkspaces, repo, type PackedPackage } from './fixtures/packages.js';
 
 const work = mkdtempSync(join(tmpdir(), 'transformaly-outside-'));
@@ -28,6 +30,10 @@ function sh(command: string, args: string[], cwd = project) {
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
+const QUICK_START = join(repo, 'docs', 'Reference', 'Plugins.md');
+/** A step of the quick start, its shell block run as written from the project's folder. */
+const quickStart = (step: string) => sh('bash', ['-e', '-c', docBlock(QUICK_START, 'quick-start', step).code]);
+
 beforeAll(async () => {
   packed = packWorkspaces(join(work, 'packs'));
   mkdirSync(project);
@@ -36,19 +42,24 @@ beforeAll(async () => {
   await writeImages(join(project, 'images'));
 }, 600_000);
 
-/** Fashion-MNIST trousers (normal) and bags from the demo subset, as PNG files in train/<class> and test/<class>. */
+/**
+ * The quick start's layout, from the demo Fashion-MNIST subset: trousers are normal (train/, test/normal/), bags
+ * abnormal (test/abnormal/), as PNG files.
+ */
 async function writeImages(root: string): Promise<void> {
   const source = new IdxSource({ dir: join(repo, 'demo', 'fashion-mnist'), classNames: 'fashion-mnist' });
-  const counts = { train: { Trouser: 16, Bag: 4 }, test: { Trouser: 6, Bag: 6 } } as const;
-  for (const split of ['train', 'test'] as const) {
-    const items = await source.items(split);
-    for (const [label, count] of Object.entries(counts[split])) {
-      mkdirSync(join(root, split, label), { recursive: true });
-      for (const [i, item] of items.filter((it) => it.label === label).slice(0, count).entries()) {
-        const { width, height, data } = await item.load();
-        const bytes = Uint8Array.from(data, (v) => Math.round(v * 255));
-        await sharp(bytes, { raw: { width, height, channels: 3 } }).png().toFile(join(root, split, label, `${i}.png`));
-      }
+  const folders = [
+    ['train', 'train', 'Trouser', 16],
+    ['test', 'test/normal', 'Trouser', 6],
+    ['test', 'test/abnormal', 'Bag', 6],
+  ] as const;
+  for (const [split, folder, label, count] of folders) {
+    mkdirSync(join(root, folder), { recursive: true });
+    const items = (await source.items(split)).filter((item) => item.label === label).slice(0, count);
+    for (const [i, item] of items.entries()) {
+      const { width, height, data } = await item.load();
+      const bytes = Uint8Array.from(data, (v) => Math.round(v * 255));
+      await sharp(bytes, { raw: { width, height, channels: 3 } }).png().toFile(join(root, folder, `${i}.png`));
     }
   }
 }
@@ -100,83 +111,78 @@ describe('the packed packages', () => {
   });
 });
 
-// Each step is made once, by whichever test needs it first, so that every test passes alone (vitest -t) too.
+// Each step of the quick start is run once, by whichever test needs it first, so that every test passes alone too.
 let scaffold: ReturnType<typeof sh> | undefined;
 function scaffolded() {
-  if (!scaffold) {
-    const made = sh('npx', ['transformaly', 'create-plugin', 'scorer', 'my-scorer']);
-    expect(made.code, made.stderr).toBe(0);
-    expect(made.stdout).toContain(`created ${PLUGIN}, a density scorer plugin, in my-scorer/`);
-    // `npm test` builds (tsc), then runs the plugin's tests with node:test.
-    scaffold = sh('npm', ['test'], join(project, 'my-scorer'));
-  }
+  // create-plugin, then `npm test` in the plugin's folder: it builds (tsc) and runs the plugin's tests with node:test.
+  scaffold ??= quickStart('scaffold');
   return scaffold;
 }
 
-let outsideRun: { code: number | null; stderr: string; runDir: string; detector: string } | undefined;
+let ran: ReturnType<typeof sh> | undefined;
 function theRun() {
-  if (!outsideRun) {
+  if (!ran) {
     expect(scaffolded().code).toBe(0);
+    writeFileSync(join(project, 'quick-start.config.ts'), docBlock(QUICK_START, 'quick-start', 'config').code);
     writeFileSync(join(project, 'transformaly.config.ts'), CONFIG);
-    const run = sh('npx', ['transformaly', 'run', '--run-id', 'outside']);
-    const runDir = join(project, 'results', 'outside');
-    outsideRun = { ...run, runDir, detector: join(runDir, 'cases', 'unimodal_Trouser', 'detector') };
-    expect(run.code, run.stderr).toBe(0);
-    // The plugin's folder moves away (a rename, a checkout elsewhere): the saved detector named it by its path.
-    mkdirSync(join(project, 'moved'));
-    renameSync(join(project, 'my-scorer'), join(project, 'moved', 'my-scorer'));
+    ran = quickStart('run');
+    expect(ran.code, ran.stderr).toBe(0);
   }
-  return outsideRun;
+  return ran;
+}
+
+const RUN_DIR = join(project, 'results', 'first');
+const DETECTOR = join(RUN_DIR, 'cases', 'folder_normal', 'detector');
+
+let moved: ReturnType<typeof sh> | undefined;
+function theMove() {
+  theRun();
+  // The plugin's folder moves (mv my-scorer plugins/), then `score` gets it with --plugin.
+  moved ??= quickStart('moved');
+  return moved;
 }
 
 /** The run's pre-trained scores by image path, relative to the project. */
-const runScores = () => scoresByPath(readFileSync(join(theRun().runDir, 'scores.csv'), 'utf8'));
+const runScores = () => scoresByPath(readFileSync(join(RUN_DIR, 'scores.csv'), 'utf8'));
 
-describe('outside the repository', () => {
+describe('outside the repository, the quick start of docs/Reference/Plugins.md', () => {
   it('the installed CLI scaffolds a plugin that imports only the core, builds, and passes the conformance kit', () => {
     const test = scaffolded();
     expect(test.code, `${test.stdout}\n${test.stderr}`).toBe(0);
+    expect(test.stdout).toContain(`created ${PLUGIN}, a density scorer plugin, in my-scorer/`);
     expect(test.stdout).toMatch(/^ok \d+ - conformance: state-round-trip: /m);
     expect(test.stdout).toMatch(/^# pass 13$/m);
     expect(test.stdout).toMatch(/^# fail 0$/m);
-    const source = readFileSync(join(existsSync(join(project, 'my-scorer')) ? project : join(project, 'moved'), 'my-scorer', 'src', 'index.ts'), 'utf8');
+    const folder = existsSync(join(project, 'my-scorer')) ? join(project, 'my-scorer') : join(project, 'plugins', 'my-scorer');
+    const source = readFileSync(join(folder, 'src', 'index.ts'), 'utf8');
     expect(new Set([...source.matchAll(/from '([^']+)'/g)].map((m) => m[1]))).toEqual(new Set(['@transformaly/core']));
   });
 
-  it('lists the plugin a config names, with its options', () => {
-    expect(scaffolded().code).toBe(0);
-    writeFileSync(join(project, 'transformaly.config.ts'), CONFIG);
-    const listed = sh('npx', ['transformaly', 'plugins']);
-    expect(listed.code, listed.stderr).toBe(0);
-    expect(listed.stdout).toMatch(/^\.\/my-scorer\/src\/index\.ts {2}\(transformaly-plugin-my-scorer 0\.1\.0; also my-scorer\)$/m);
-    expect(listed.stdout).toMatch(/^ {4}varianceFloor\?: number \(>= 0\) {2}- default 0\.000001; added to every variance/m);
-  });
-
-  it('runs the plugin from a config that imports @transformaly/core, and records it by name and version', () => {
-    const { runDir, detector } = theRun();
-    const results = JSON.parse(readFileSync(join(runDir, 'results.json'), 'utf8'));
-    expect(results.cases.map((c: { caseId: string }) => c.caseId)).toEqual(['unimodal/Trouser']);
-    const manifest = JSON.parse(readFileSync(join(detector, 'manifest.json'), 'utf8'));
+  it('lists the plugin the config names, with its options, and runs it from a config that imports @transformaly/core', () => {
+    const { stdout } = theRun();
+    expect(stdout).toMatch(/^\.\/my-scorer\/src\/index\.ts {2}\(transformaly-plugin-my-scorer 0\.1\.0; also my-scorer\)$/m);
+    expect(stdout).toMatch(/^ {4}varianceFloor\?: number \(>= 0\) {2}- default 0\.000001; added to every variance/m);
+    const results = JSON.parse(readFileSync(join(RUN_DIR, 'results.json'), 'utf8'));
+    expect(results.cases.map((c: { caseId: string }) => c.caseId)).toEqual(['folder/normal']);
+    const manifest = JSON.parse(readFileSync(join(DETECTOR, 'manifest.json'), 'utf8'));
     expect(manifest.plugins['scorers.pretrained']).toMatchObject({ name: PLUGIN, version: '0.1.0', source: 'file', path: join(project, 'my-scorer', 'src', 'index.ts') });
     expect(runScores().size).toBe(12);
   });
 
   it('scores with the saved detector after the plugin folder moved, given with --plugin; without it, names the plugin', () => {
-    const { detector } = theRun();
-    const missing = sh('npx', ['transformaly', 'score', '-d', detector, 'images/test']);
+    const score = theMove();
+    expect(score.code, score.stderr).toBe(0);
+    expect(scoresByPath(readFileSync(join(project, 'scores.csv'), 'utf8'))).toEqual(runScores());
+
+    const missing = sh('npx', ['transformaly', 'score', '-d', DETECTOR, 'images/test']);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain(`scorers.pretrained plugin "${PLUGIN}" version 0.1.0 was loaded from the file ${join(project, 'my-scorer', 'src', 'index.ts')}`);
     expect(missing.stderr).toContain(`give it with --plugin ${PLUGIN}=PATH`);
     expect(missing.stderr).not.toMatch(/npm install/);
-
-    // The moved folder, as a package: its built entry point (package.json main).
-    const scored = sh('npx', ['transformaly', 'score', '-d', detector, '--plugin', `${PLUGIN}=./moved/my-scorer`, 'images/test', '--out', 'scores.csv']);
-    expect(scored.code, scored.stderr).toBe(0);
-    expect(scoresByPath(readFileSync(join(project, 'scores.csv'), 'utf8'))).toEqual(runScores());
   });
 
   it('runs the plugin in a program: createPipeline with the plugin given in code, openDetector with the saved detector', () => {
-    theRun();
+    expect(theMove().code).toBe(0);
     writeFileSync(join(project, 'program.mjs'), PROGRAM);
     const result = sh(process.execPath, ['program.mjs']);
     expect(result.code, result.stderr).toBe(0);
@@ -184,6 +190,17 @@ describe('outside the repository', () => {
     // The same case fitted in code gives the run's scores; so does the run's detector, opened in code.
     expect(new Map(Object.entries(fitted))).toEqual(runScores());
     expect(new Map(Object.entries(opened))).toEqual(runScores());
+  });
+
+  it('packs the plugin for publishing: its build, package.json and README, no tests', () => {
+    expect(theMove().code).toBe(0);
+    const pack = sh('npm', ['pack', '--dry-run', '--json'], join(project, 'plugins', 'my-scorer'));
+    expect(pack.code, pack.stderr).toBe(0);
+    const [{ name, files }] = JSON.parse(pack.stdout) as { name: string; files: { path: string }[] }[];
+    expect(name).toBe(PLUGIN);
+    expect(files.map((f) => f.path).filter((f) => !f.startsWith('dist/src/')).sort()).toEqual(['README.md', 'package.json']);
+    expect(files.map((f) => f.path)).toContain('dist/src/index.js');
+    expect(files.map((f) => f.path)).toContain('dist/src/index.d.ts');
   });
 });
 
@@ -196,39 +213,27 @@ function scoresByPath(csv: string): Map<string, number> {
 }
 
 const TINY_VIT = { random: { seed: 3, arch: { imageSize: [28, 28], patchSize: 7, width: 32, depth: 2, heads: 2, mlpDim: 64, layerNormEps: 1e-6, qkvBias: true } } };
+const TINY = { backbone: { use: 'vit', options: TINY_VIT }, runtime: { use: 'onnx', options: { threads: 1 } }, distiller: false, batchSize: 16 };
 
-const STAGES = {
-  protocol: { mode: 'unimodal', classes: ['Trouser'] },
-  backbone: { use: 'vit', options: TINY_VIT },
-  runtime: { use: 'onnx', options: { threads: 1 } },
-  distiller: false,
-  batchSize: 16,
-};
+// The quick start's config with a tiny untrained backbone in place of the default ViT-B/16, which no hub serves here.
+const CONFIG = `import quickStart from './quick-start.config.ts';
 
-const CONFIG = `import { defineConfig } from '@transformaly/core';
-
-export default defineConfig(${JSON.stringify(
-  {
-    data: { use: 'folder', options: { root: './images' } },
-    ...STAGES,
-    // The sources, as the scaffold suggests while developing: loaded with jiti, no build needed.
-    scorers: { pretrained: { use: './my-scorer/src/index.ts', options: { varianceFloor: 1e-6 } } },
-    outputDir: './results',
-  },
-  null,
-  2,
-)});
+export default { ...quickStart, ...${JSON.stringify(TINY)} };
 `;
 
 // A program of the user's: the plugin imported as a module and given to createPipeline under a name of the program's.
-const PROGRAM = `import { join, relative } from 'node:path';
+const PROGRAM = `import { relative } from 'node:path';
 import { createPipeline, openDetector, SilentProgress } from '@transformaly/core';
-import plugin from './moved/my-scorer/dist/src/index.js';
+import plugin from './plugins/my-scorer/dist/src/index.js';
 
 const here = import.meta.dirname;
 const byPath = (scores) => Object.fromEntries(scores.ids.map((id, i) => [relative(here, id), scores.pretrained[i]]));
 const progress = new SilentProgress();
-const config = ${JSON.stringify({ ...STAGES, data: { use: 'folder', options: { root: './images' } }, scorers: { pretrained: { use: 'mine', options: { varianceFloor: 1e-6 } } } })};
+const config = ${JSON.stringify({
+  ...TINY,
+  data: { use: 'normal-abnormal', options: { train: './images/train', test: './images/test' } },
+  scorers: { pretrained: { use: 'mine', options: { varianceFloor: 1e-6 } } },
+})};
 const pipeline = await createPipeline(config, { plugins: { mine: plugin }, baseDir: here, progress });
 const [only] = await pipeline.cases();
 const detector = await pipeline.createDetector();
@@ -237,7 +242,7 @@ const fitted = byPath(await detector.score(only.test.map((t) => t.item)));
 await detector.dispose();
 await pipeline.dispose();
 
-const saved = await openDetector(join(here, 'results/outside/cases/unimodal_Trouser/detector'), { plugins: { [plugin.name]: plugin }, progress });
+const saved = await openDetector('${DETECTOR}', { plugins: { [plugin.name]: plugin }, progress });
 const opened = byPath(await saved.detector.score(only.test.map((t) => t.item)));
 await saved.dispose();
 process.stdout.write(JSON.stringify({ fitted, opened }));
