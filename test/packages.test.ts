@@ -79,6 +79,7 @@ describe('the packed packages', () => {
         for (const [condition, path] of Object.entries(conditions)) inTarball(path, `exports["${subpath}"].${condition}`);
       }
       for (const path of Object.values((json.bin ?? {}) as Record<string, string>)) inTarball(path, 'bin');
+      inTarball('README.md', 'the README');
       // Tests, installed modules and build state stay home (the CLI's plugin templates carry tests of their own).
       expect(p.files.filter((f) => /^(test|node_modules)\/|\/node_modules\//.test(f) || f.endsWith('.tsbuildinfo')), p.name).toEqual([]);
     }
