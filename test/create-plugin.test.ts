@@ -41,6 +41,8 @@ describe('create-plugin', () => {
     for (const kind of PLUGIN_KINDS) {
       const made = cli(['create-plugin', kind, `my-${kind}`]);
       expect(made.code, made.stderr).toBe(0);
+      // The kit is installed above the new folder (linked here), so its tests need no install of their own.
+      expect(made.stdout).toContain(`\nnext:\n  cd my-${kind}\n  npm test\n`);
       expect(readdirSync(join(work, `my-${kind}`)).sort()).toEqual(['.gitignore', '.npmrc', 'README.md', 'package.json', 'src', 'test', 'tsconfig.json']);
     }
     // Side by side: each is a build and a test run of its own.
@@ -106,6 +108,16 @@ describe('create-plugin', () => {
     const elsewhere = cli(['create-plugin', 'combiner', 'taken', '--dir', 'plugins/weights']);
     expect(elsewhere.code, elsewhere.stderr).toBe(0);
     expect(elsewhere.stdout).toContain('created transformaly-plugin-taken, a feature combiner plugin, in plugins/weights/:');
+
+    // Where no kit is installed above it, the plugin installs its own packages first.
+    const alone = mkdtempSync(join(tmpdir(), 'transformaly-alone-'));
+    try {
+      const made = cli(['create-plugin', 'data', 'listing'], alone);
+      expect(made.code, made.stderr).toBe(0);
+      expect(made.stdout).toContain('\nnext:\n  cd listing\n  npm install\n  npm test\n');
+    } finally {
+      rmSync(alone, { recursive: true, force: true });
+    }
     expect(readdirSync(join(work, 'plugins'))).toEqual(['weights']);
 
     const unknown = cli(['create-plugin', 'distiller', 'mine']);

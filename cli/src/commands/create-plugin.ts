@@ -249,14 +249,24 @@ npm publish
 `;
 }
 
+/** Whether `name` is installed in a node_modules folder of `dir` or above it, where the package's imports look. */
+function installedAbove(dir: string, name: string): boolean {
+  for (let at = dir; ; at = dirname(at)) {
+    if (existsSync(join(at, 'node_modules', name, 'package.json'))) return true;
+    if (dirname(at) === at) return false;
+  }
+}
+
 /** The command: writes the package and says what to do next. */
 export async function createPluginCommand(kind: string, name: string, options: { dir?: string }): Promise<void> {
   const made = await scaffoldPlugin({ kind, name, dir: options.dir });
   const where = relative(process.cwd(), made.dir) || '.';
+  // In a project that has the kit installed, the plugin's folder uses the project's packages: no install needed.
+  const install = installedAbove(made.dir, '@transformaly/testing') ? '' : '  npm install\n';
   process.stdout.write(
     `created ${made.packageName}, a ${KINDS[made.kind].label} plugin, in ${where}/:\n` +
       made.files.map((f) => `  ${f}\n`).join('') +
-      `\nnext:\n  cd ${where}\n  npm install\n  npm test\n` +
+      `\nnext:\n  cd ${where}\n${install}  npm test\n` +
       `\nthen, in a config beside ${where}/:\n  ${KINDS[made.kind].config(`./${where}/src/index.ts`)}\n`,
   );
 }
