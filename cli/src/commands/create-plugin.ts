@@ -231,7 +231,7 @@ npm test        # builds, then runs the conformance kit of @transformaly/testing
 the kit). To get the CUDA provider, remove that line, or install with \`ONNXRUNTIME_NODE_INSTALL=cuda12\`.
 
 - \`src/index.ts\`: the ${info.label} and the plugin object (\`definePlugin\`): name, version and alias from
-  package.json, the options schema, \`create(options, ctx)\`${kind === 'scorer' || kind === 'combiner' ? ', and the state a saved detector keeps (`exportState`, `importState`)' : ''}.
+  package.json, the options schema, \`create(options, ctx)\`${kind === 'scorer' || kind === 'combiner' ? ', the state a saved detector keeps (`exportState`, `importState`) and its ONNX form for `transformaly export` (`exportOnnx`)' : ''}.
 - \`test/plugin.test.ts\`: the conformance kit (\`registerChecks(...)\` with \`node:test\`), then tests of the
   values themselves.
 

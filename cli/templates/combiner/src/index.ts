@@ -1,6 +1,6 @@
 // A feature combiner for Transformaly: the weighted sum of the feature spaces' normality scores,
 // sum_s weight_s * score_s, with one positive weight per space (1 unless the options say otherwise).
-import { definePlugin, float64Entry, pluginPackage, stateArray, stateMeta, type FeatureCombiner, type JsonSchema, type StageState } from '@transformaly/core';
+import { definePlugin, float64Entry, pluginPackage, stateArray, stateMeta, type FeatureCombiner, type JsonSchema, type OnnxExportContext, type StageState } from '@transformaly/core';
 
 export interface WeightedSumOptions {
   /** The weight of each feature space's score; a space left out weighs 1 (a pipeline without a distiller has no finetuned). */
@@ -58,6 +58,15 @@ export class WeightedSumCombiner implements FeatureCombiner {
       for (let i = 0; i < n; i++) out[i] += weights[s] * column[i];
     });
     return out;
+  }
+
+  /** `combine` as ONNX nodes, for `transformaly export`: the weights are constants of the graph. */
+  exportOnnx(ctx: OnnxExportContext, scores: Record<string, string>): string {
+    const { spaces, weights } = this.fitted('exportOnnx');
+    const given = Object.keys(scores).sort();
+    if (given.join() !== spaces.join()) throw new Error(`WeightedSumCombiner.exportOnnx: got the spaces ${given.join(', ')}, fitted on ${spaces.join(', ')}`);
+    const terms = spaces.map((space, s) => ctx.graph.op('Mul', [scores[space], ctx.weight(`${space}.weight`, { dims: [], data: Float64Array.of(weights[s]) })]));
+    return terms.slice(1).reduce((sum, term) => ctx.graph.op('Add', [sum, term]), terms[0]);
   }
 
   exportState(): StageState {

@@ -5,6 +5,7 @@ import {
   assertCols,
   assertNonNegativeNumber,
   assertUsableMatrix,
+  castGraph,
   columnMeans,
   definePlugin,
   float64Entry,
@@ -12,9 +13,11 @@ import {
   pluginPackage,
   stateArray,
   stateMeta,
+  subtractRowGraph,
   type DensityScorer,
   type JsonSchema,
   type Matrix,
+  type OnnxExportContext,
   type StageState,
 } from '@transformaly/core';
 
@@ -75,8 +78,7 @@ export class DiagonalGaussianScorer implements DensityScorer {
     assertUsableMatrix(Y, 'DiagonalGaussianScorer.scoreSamples: Y', 0);
     assertCols(Y, mean.length, 'DiagonalGaussianScorer.scoreSamples: Y');
     const { rows, cols, data } = Y;
-    let constant = cols * LOG_2PI;
-    for (let j = 0; j < cols; j++) constant += Math.log(variance[j]);
+    const constant = this.logNormaliser(variance);
     const scores = new Float64Array(rows);
     for (let i = 0; i < rows; i++) {
       let distance = 0;
@@ -87,6 +89,19 @@ export class DiagonalGaussianScorer implements DensityScorer {
       scores[i] = -0.5 * (constant + distance);
     }
     return scores;
+  }
+
+  /**
+   * `scoreSamples` as ONNX nodes, for `transformaly export`: the same float64 arithmetic in standard operators, the
+   * fitted mean and variances as constants of the graph.
+   */
+  exportOnnx(ctx: OnnxExportContext, features: string): string {
+    const { mean, variance } = this.fitted('exportOnnx');
+    const g = ctx.graph;
+    const centred = subtractRowGraph(ctx, castGraph(ctx, features, 'float64'), mean, 'mean');
+    const scaled = g.op('Div', [g.op('Mul', [centred, centred]), ctx.weight('variance', { dims: [variance.length], data: Float64Array.from(variance) })]);
+    const distance = g.op('ReduceSum', [scaled, g.int64s([1])], { keepdims: 0 });
+    return g.op('Mul', [g.op('Add', [distance, g.scalar(this.logNormaliser(variance), 'float64')]), g.scalar(-0.5, 'float64')]);
   }
 
   exportState(): StageState {
@@ -108,6 +123,13 @@ export class DiagonalGaussianScorer implements DensityScorer {
     const bad = variance.findIndex((v) => !(v > 0));
     if (bad >= 0) throw new RangeError(`${what}: variance ${bad} is ${variance[bad]}, not positive`);
     this.model = { mean, variance, samples };
+  }
+
+  /** d log 2 pi + sum_j log variance_j: the score is -0.5 (this + the scaled squared distance). */
+  private logNormaliser(variance: Float64Array): number {
+    let sum = variance.length * LOG_2PI;
+    for (const v of variance) sum += Math.log(v);
+    return sum;
   }
 
   private fitted(method: string): Model {
