@@ -4,6 +4,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Rng, initStudentWeights, type BlockSpec, type Tensor } from '@transformaly/core';
 import { OnnxRuntime } from '@transformaly/runtime-onnx';
+import { buildStudentScoringGraph } from '../plugins/runtime-onnx/src/training/index.js';
 import { expectClose } from './fixtures/close.js';
 
 const spec: BlockSpec = { width: 32, heads: 4, mlpDim: 64, layerNormEps: 1e-6, qkvBias: true, tokens: 17 };
@@ -36,6 +37,13 @@ describe('student scorer', () => {
     await expect(scorer.discrepancies([taps[0], taps[1], { input: hidden(4, 1), output: hidden(4, 2) }])).rejects.toThrow(/4 images/);
     await scorer.dispose();
     await expect(scorer.discrepancies(taps)).rejects.toThrow(/after dispose/);
+  });
+
+  it('holds no constant that no node reads (onnxruntime warns about each on the console)', () => {
+    const graph = buildStudentScoringGraph(spec, [initStudentWeights(spec, 1), initStudentWeights(spec, 2)]);
+    const read = new Set(graph.nodes.flatMap((node) => node.inputs));
+    expect(graph.initializers.filter(({ name }) => !read.has(name)).map(({ name }) => name)).toEqual([]);
+    expect(graph.outputs.map((o) => o.name)).toEqual(['student0/per_token', 'student1/per_token']);
   });
 
   it('refuses weights of another shape, naming the tensor', async () => {

@@ -30,10 +30,12 @@ export function buildStudentScoringGraph(spec: BlockSpec, students: readonly Rec
       if (input.name === STUDENT_INPUT || input.name === STUDENT_TARGET) merged.input(rename(input.name), input.type, input.dims);
       else merged.initializer(rename(input.name), { dims: weight.dims, data: weight.data });
     }
-    for (const { name, tensor } of single.initializers) merged.initializer(rename(name), tensor);
-    for (const node of single.nodes) {
-      // The student's output itself is not needed for scoring.
-      if (node.outputs.includes('output')) continue;
+    // The student's output itself is not needed for scoring: its node goes, and so do constants only it used (which
+    // onnxruntime would otherwise warn about).
+    const nodes = single.nodes.filter((node) => !node.outputs.includes('output'));
+    const used = new Set(nodes.flatMap((node) => node.inputs));
+    for (const { name, tensor } of single.initializers) if (used.has(name)) merged.initializer(rename(name), tensor);
+    for (const node of nodes) {
       for (const value of Object.values(node.attributes)) {
         if (typeof value === 'object' && value !== null && 'kind' in value && value.kind === 'graph') throw new Error('student scoring graph: subgraphs are not expected');
       }
