@@ -10,7 +10,8 @@
 //    Skipped, saying so, when the model is absent.
 //
 //   npx tsc -b && node bench/precision.mjs [--threads 2] [--repeats 3] [--train 300] [--test-per-class 100]
-//       [--epochs 5] [--classes all|0,1,...] [--no-speed] [--no-accuracy] [--vit-ti DIR] [--data DIR]
+//       [--epochs 5] [--classes all|0,1,...] [--variants float32,int8,float16,bfloat16] [--no-speed] [--no-accuracy]
+//       [--vit-ti DIR] [--data DIR]
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +26,7 @@ const { values: args } = parseArgs({
     'test-per-class': { type: 'string', default: '100' },
     epochs: { type: 'string', default: '5' },
     classes: { type: 'string', default: 'all' },
+    variants: { type: 'string', default: 'float32,int8,float16,bfloat16' },
     'no-speed': { type: 'boolean', default: false },
     'no-accuracy': { type: 'boolean', default: false },
     'vit-ti': { type: 'string' },
@@ -80,12 +82,18 @@ if (!args['no-accuracy']) {
   if (!tiCheckpoint) {
     console.log('accuracy: the real ViT-Ti/16 is not there (--vit-ti DIR): skipped');
   } else {
-    const variants = {
-      float32: { backbone: {}, taps: 'float32' },
-      'int8 teacher': { backbone: { precision: 'int8' }, taps: 'float32' },
-      'float16 taps': { backbone: {}, taps: 'float16' },
-      'bfloat16 taps': { backbone: {}, taps: 'bfloat16' },
+    const known = {
+      float32: ['float32', { backbone: {}, taps: 'float32' }],
+      int8: ['int8 teacher', { backbone: { precision: 'int8' }, taps: 'float32' }],
+      float16: ['float16 taps', { backbone: {}, taps: 'float16' }],
+      bfloat16: ['bfloat16 taps', { backbone: {}, taps: 'bfloat16' }],
     };
+    const asked = args.variants.split(',');
+    if (asked[0] !== 'float32' || asked.some((v) => !known[v])) {
+      console.error(`bench/precision: --variants must start with float32 (the reference) and name only ${Object.keys(known).join(', ')}`);
+      process.exit(2);
+    }
+    const variants = Object.fromEntries(asked.map((v) => known[v]));
     const classes = args.classes === 'all' ? CLASS_NAMES : args.classes.split(',').map((c) => CLASS_NAMES[Number(c)]);
     const results = {};
     for (const [label, variant] of Object.entries(variants)) {
