@@ -176,8 +176,13 @@ export class Coordinator {
           if (job.stalledCounter > tracked.stalledCounter && state !== 'failed') {
             progress.warn(`${tracked.subject}: worker ${tracked.worker ?? worker ?? '?'} stopped responding; the job went back to the queue for another worker`);
           }
-          if (state === 'active' && (tracked.state !== 'active' || worker !== tracked.worker)) {
+          const unseenStart = tracked.state !== 'active' || worker !== tracked.worker;
+          if (state === 'active' && unseenStart) {
             progress.info(`${tracked.subject}: running on worker ${worker ?? '?'} (attempt ${job.attemptsMade + 1}/${attempts})`);
+          } else if ((state === 'completed' || state === 'failed') && worker && unseenStart) {
+            // A job can start and finish between two polls (a case resumed near its end): its start is still told,
+            // so that the log says which worker took it on.
+            progress.info(`${tracked.subject}: running on worker ${worker} (attempt ${Math.max(1, job.attemptsMade)}/${attempts})`);
           }
           tracked.state = state;
           tracked.worker = worker ?? tracked.worker;
