@@ -1,9 +1,9 @@
 // The distiller's part of an exported detector: each student block with its kept weights as constants, and its
-// per-image discrepancy to the teacher block. The nodes are those of the onnx runtime's student forward graph
-// (plugins/runtime-onnx/src/training/student-block.ts) in their standard-operator form, so that onnxruntime computes
-// the same float32 values as when the detector scores.
+// per-image discrepancy to the teacher block. The block is the backbone's (core/src/onnx/vit-block.ts) with the
+// attention scale applied where the trained student applies it, so that onnxruntime computes the same float32 values
+// as when the detector scores.
 import { castGraph } from '../export/graph-ops.js';
-import { onnxAttr } from '../onnx/graph.js';
+import { appendVitBlock, gemmLinear } from '../onnx/vit-block.js';
 import type { BlockSpec, OnnxExportContext, Tensor } from '../types.js';
 
 /**
@@ -20,37 +20,21 @@ export function studentDiscrepancyGraph(
   target: string,
 ): string {
   const g = ctx.graph;
-  const { width: D, heads: H, tokens: T } = spec;
-  const hd = D / H;
-  const weight = (name: string, data: Float32Array = weights[name].data, dims: readonly number[] = weights[name].dims) =>
-    ctx.weight(`block${block}.${name}`, { dims, data });
+  const { width: D, tokens: T } = spec;
+  const constant = (name: string, tensor: { dims: readonly number[]; data: Float32Array } = weights[name]) =>
+    ctx.weight(`block${block}.${name}`, { dims: tensor.dims, data: tensor.data });
   const rows = (value: string) => g.op('Reshape', [value, g.int64s([-1, D])]);
-  const layerNorm = (x: string, norm: string) =>
-    g.op('LayerNormalization', [x, weight(`${norm}.weight`), weight(`${norm}.bias`)], { axis: -1, epsilon: onnxAttr.float(spec.layerNormEps) });
-  const linear = (x: string, w: string, b: string | undefined) => g.op('Gemm', b === undefined ? [x, w] : [x, w, b], { transB: 1 });
-
-  const x = rows(input);
-  const h1 = layerNorm(x, 'norm1');
-  // The qkv weight in three row blocks, as the student graph splits it.
-  const qkvW = weights['attn.qkv.weight'].data;
-  const qkvB = spec.qkvBias ? weights['attn.qkv.bias'].data : undefined;
-  const [q, k, v] = ['q', 'k', 'v'].map((part, i) =>
-    linear(
-      h1,
-      weight(`attn.${part}.weight`, qkvW.slice(i * D * D, (i + 1) * D * D), [D, D]),
-      qkvB ? weight(`attn.${part}.bias`, qkvB.slice(i * D, (i + 1) * D), [D]) : undefined,
-    ),
+  const y = appendVitBlock(
+    g,
+    spec,
+    rows(input),
+    {
+      tensor: (name) => weights[name],
+      constant: (name) => constant(name),
+      linear: gemmLinear(g, constant),
+    },
+    'scores',
   );
-  const heads = (value: string) => g.op('Transpose', [g.op('Reshape', [value, g.int64s([-1, T, H, hd])])], { perm: [0, 2, 1, 3] });
-  const [qh, kh, vh] = [heads(q), heads(k), heads(v)];
-  const scores = g.op('Mul', [g.op('MatMul', [qh, g.op('Transpose', [kh], { perm: [0, 1, 3, 2] })]), g.scalar(1 / Math.sqrt(hd))]);
-  const attn = g.op('Softmax', [scores], { axis: -1 });
-  const context = g.op('Reshape', [g.op('Transpose', [g.op('MatMul', [attn, vh])], { perm: [0, 2, 1, 3] }), g.int64s([-1, D])]);
-  const x1 = g.op('Add', [x, linear(context, weight('attn.proj.weight'), weight('attn.proj.bias'))]);
-  const a = linear(layerNorm(x1, 'norm2'), weight('mlp.fc1.weight'), weight('mlp.fc1.bias'));
-  // Exact GELU, in the pattern onnxruntime fuses: a * (1 + erf(a / sqrt 2)) * 0.5.
-  const gelu = g.op('Mul', [g.op('Mul', [a, g.op('Add', [g.op('Erf', [g.op('Div', [a, g.scalar(Math.SQRT2)])]), g.scalar(1)])]), g.scalar(0.5)]);
-  const y = g.op('Add', [x1, linear(gelu, weight('mlp.fc2.weight'), weight('mlp.fc2.bias'))]);
 
   const diff = g.op('Sub', [y, rows(target)]);
   // The mean over channels in float32, then each image's tokens averaged in float64, as the onnx runtime's trainer does.

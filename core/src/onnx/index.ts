@@ -21,3 +21,4 @@ export {
   type OnnxExternalDataOptions,
 } from './serialize.js';
 export { checkSessionFeeds, checkSessionOutputs } from './session-checks.js';
+export { appendVitBlock, gemmLinear, type VitBlockWeights, type VitLinearLayer } from './vit-block.js';

@@ -1,4 +1,15 @@
-import { OnnxGraph, onnxAttr, serializeOnnxModel, type OnnxExternalDataOptions, type OnnxModel, type Tensor } from '@transformaly/core';
+import {
+  appendVitBlock,
+  gemmLinear,
+  OnnxGraph,
+  onnxAttr,
+  serializeOnnxModel,
+  type BlockSpec,
+  type OnnxExternalDataOptions,
+  type OnnxModel,
+  type Tensor,
+  type VitBlockWeights,
+} from '@transformaly/core';
 import { checkArch, gridOf, type VitArch, type VitWeights } from './arch.js';
 
 /** Name of the graph input: preprocessed pixels [N, 3, H, W]. */
@@ -23,16 +34,15 @@ export function vitOpsetImports(precision: VitPrecision): Record<string, number>
 /**
  * The ViT as an ONNX graph (opset 17). Hidden states are kept as [N * tokens, width] matrices so that every linear
  * layer is one Gemm (bias included) against a constant weight; only attention goes through [N, heads, tokens, head]
- * views, as batched MatMuls. The 1/sqrt(head) attention scale is folded into the query weights. GELU is the exact erf
- * form, written as the pattern onnxruntime fuses into one kernel. With `precision: 'int8'` the linear layers of the
- * blocks are dynamically quantized (`VitPrecision`); the patch embedding, attention products and norms stay float32.
+ * views, as batched MatMuls (the blocks are core's `appendVitBlock`). The 1/sqrt(head) attention scale is folded
+ * into the query weights. With `precision: 'int8'` the linear layers of the blocks are dynamically quantized
+ * (`VitPrecision`); the patch embedding, attention products and norms stay float32.
  */
 export function buildVitGraph(arch: VitArch, weights: VitWeights, precision: VitPrecision = 'float32'): OnnxGraph {
   checkArch(arch);
-  const { width: d, heads, patchSize: p } = arch;
+  const { width: d, patchSize: p } = arch;
   const { rows, cols, tokens } = gridOf(arch);
   const patches = rows * cols;
-  const headDim = d / heads;
   const g = new OnnxGraph('vit');
   const w = (name: string): Tensor => {
     const t = weights.get(name);
@@ -62,12 +72,10 @@ export function buildVitGraph(arch: VitArch, weights: VitWeights, precision: Vit
   const hidden0 = g.op('Concat', [clsRows, positioned], { axis: 1 }, { output: hiddenName(0) });
   g.output(hidden0, 'float32', ['N', tokens, d]);
 
-  const flatShape = g.int64s([-1, d]);
   const tokensShape = g.int64s([-1, tokens, d]);
-  const headsShape = g.int64s([-1, tokens, heads, headDim]);
-  let x = g.op('Reshape', [hidden0, flatShape]);
+  let x = g.op('Reshape', [hidden0, g.int64s([-1, d])]);
   for (let i = 0; i < arch.depth; i++) {
-    x = block(g, arch, weights, i, x, { headsShape, flatShape, headDim }, precision);
+    x = block(g, arch, weights, i, x, precision);
     g.output(g.op('Reshape', [x, tokensShape], {}, { output: hiddenName(i + 1) }), 'float32', ['N', tokens, d]);
   }
 
@@ -79,60 +87,21 @@ export function buildVitGraph(arch: VitArch, weights: VitWeights, precision: Vit
   return g;
 }
 
-function block(
-  g: OnnxGraph,
-  arch: VitArch,
-  weights: VitWeights,
-  i: number,
-  x: string,
-  shapes: { headsShape: string; flatShape: string; headDim: number },
-  precision: VitPrecision,
-): string {
-  const { width: d, mlpDim: m } = arch;
+/** Block `i` of the checkpoint, through the one ViT block description in core. */
+function block(g: OnnxGraph, arch: VitArch, weights: VitWeights, i: number, rows: string, precision: VitPrecision): string {
   const name = (suffix: string) => `blocks.${i}.${suffix}`;
-  const w = (suffix: string): Tensor => {
+  const tensor = (suffix: string): Tensor => {
     const t = weights.get(name(suffix));
     if (!t) throw new Error(`ViT graph: weight "${name(suffix)}" is missing`);
     return t;
   };
-  const eps = onnxAttr.float(arch.layerNormEps);
-  const layerNorm = (input: string, norm: string) =>
-    g.op('LayerNormalization', [input, g.initializer(name(`${norm}.weight`), w(`${norm}.weight`)), g.initializer(name(`${norm}.bias`), w(`${norm}.bias`))], { axis: -1, epsilon: eps });
-  // torch's [out, in] weights are used as they are (transB): onnxruntime packs constant B operands once at load.
-  const linear = (input: string, label: string, weight: Float32Array, bias: Float32Array | undefined, outDim: number, inDim: number, scale = 1) => {
-    if (precision === 'int8') return quantizedLinear(g, name(label), input, weight, bias, outDim, inDim, scale);
-    const wName = g.initializer(name(`${label}.weight`), { dims: [outDim, inDim], data: scale === 1 ? weight : weight.map((v) => v * scale) });
-    if (!bias) return g.op('Gemm', [input, wName], { transB: 1 });
-    const bName = g.initializer(name(`${label}.bias`), { dims: [outDim], data: scale === 1 ? bias : bias.map((v) => v * scale) });
-    return g.op('Gemm', [input, wName, bName], { transB: 1 });
-  };
-
-  // Attention.
-  const h = layerNorm(x, 'norm1');
-  const qkvW = w('attn.qkv.weight').data;
-  const qkvB = arch.qkvBias ? w('attn.qkv.bias').data : undefined;
-  const part = (k: number) => ({ weight: qkvW.subarray(k * d * d, (k + 1) * d * d), bias: qkvB?.subarray(k * d, (k + 1) * d) });
-  const [q, k, v] = [0, 1, 2].map((j) => {
-    const { weight, bias } = part(j);
-    const label = ['attn.q', 'attn.k', 'attn.v'][j];
-    return linear(h, label, weight, bias, d, d, j === 0 ? 1 / Math.sqrt(shapes.headDim) : 1);
-  });
-  const split = (value: string, perm: number[]) => g.op('Transpose', [g.op('Reshape', [value, shapes.headsShape])], { perm });
-  const qh = split(q, [0, 2, 1, 3]); // [N, H, T, hd]
-  const kh = split(k, [0, 2, 3, 1]); // [N, H, hd, T]
-  const vh = split(v, [0, 2, 1, 3]); // [N, H, T, hd]
-  const probs = g.op('Softmax', [g.op('MatMul', [qh, kh])], { axis: -1 });
-  const context = g.op('Reshape', [g.op('Transpose', [g.op('MatMul', [probs, vh])], { perm: [0, 2, 1, 3] }), shapes.flatShape]);
-  const attn = linear(context, 'attn.proj', w('attn.proj.weight').data, w('attn.proj.bias').data, d, d);
-  const x1 = g.op('Add', [x, attn]);
-
-  // MLP with exact GELU: 0.5 * a * (1 + erf(a / sqrt 2)).
-  const h2 = layerNorm(x1, 'norm2');
-  const a = linear(h2, 'mlp.fc1', w('mlp.fc1.weight').data, w('mlp.fc1.bias').data, m, d);
-  const erf = g.op('Erf', [g.op('Div', [a, g.scalar(Math.SQRT2)])]);
-  const gelu = g.op('Mul', [g.op('Mul', [a, g.op('Add', [erf, g.scalar(1)])]), g.scalar(0.5)]);
-  const out = linear(gelu, 'mlp.fc2', w('mlp.fc2.weight').data, w('mlp.fc2.bias').data, d, m);
-  return g.op('Add', [x1, out]);
+  const constant = (suffix: string, t: Tensor = tensor(suffix)) => g.initializer(name(suffix), { dims: t.dims, data: t.data });
+  const spec: BlockSpec = { width: arch.width, heads: arch.heads, mlpDim: arch.mlpDim, layerNormEps: arch.layerNormEps, qkvBias: arch.qkvBias, tokens: gridOf(arch).tokens };
+  const linear: VitBlockWeights['linear'] =
+    precision === 'int8'
+      ? (input, { label, weight, bias, outDim, inDim, scale }) => quantizedLinear(g, name(label), input, weight, bias, outDim, inDim, scale)
+      : gemmLinear(g, constant);
+  return appendVitBlock(g, spec, rows, { tensor, constant: (suffix) => constant(suffix), linear }, 'query');
 }
 
 /**

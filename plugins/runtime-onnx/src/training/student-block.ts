@@ -1,5 +1,6 @@
 // The student: timm's pre-norm ViT block as ONNX graphs built on the tape, with its weights as graph inputs (timm names,
-// torch layouts) so that a weight update needs no new session.
+// torch layouts) so that a weight update needs no new session. It is core's appendVitBlock (core/src/onnx/vit-block.ts)
+// written in the tape's differentiable operations; the two agree on the attention scale's place (on the scores).
 import type { BlockSpec } from '@transformaly/core';
 import { checkBlockSpec, OnnxGraph, studentShapes } from '@transformaly/core';
 import { Tape, type Var } from './autodiff.js';
