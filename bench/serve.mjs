@@ -104,7 +104,7 @@ try {
   const info = await (await fetch(`${url}/v1/detector`)).json();
 
   let next = 0;
-  const checks = { answered: 0, wrong: [] };
+  const checks = { answered: 0, wrong: [], timing: { decodeMs: 0, queueMs: 0, batchMs: 0, batchImages: 0 } };
   const load = (duration, check) =>
     autocannon({
       url: `${url}/v1/score`,
@@ -124,6 +124,7 @@ try {
             checks.answered++;
             if (status !== 200) return void checks.wrong.push(`${context.file.name}: status ${status}: ${body}`);
             const [answer] = JSON.parse(body).images;
+            for (const key of Object.keys(checks.timing)) checks.timing[key] += answer.timing[key];
             const expected = offline.get(context.file.name);
             const got = { ...answer.scores, anomalous: answer.anomalous };
             if (['pretrained', 'finetuned', 'combined', 'anomalous'].some((k) => got[k] !== expected[k])) {
@@ -147,6 +148,11 @@ try {
   console.log(`  service, ${connections} clients, ${result.duration.toFixed(0)} s   ${served.toFixed(2)} images/s   latency p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms`);
   console.log(`  requests ${result['2xx']} answered 200, ${result.non2xx} other status, ${result.errors} errors, ${result.timeouts} timeouts`);
   console.log(`  answers equal to the offline scores of their image: ${checks.answered - checks.wrong.length} of ${checks.answered}`);
+  const mean = (key) => checks.timing[key] / Math.max(1, checks.answered);
+  console.log(
+    `  per answer, means: decode ${mean('decodeMs').toFixed(1)} ms, queued ${mean('queueMs').toFixed(1)} ms, pass ${mean('batchMs').toFixed(1)} ms ` +
+      `of ${mean('batchImages').toFixed(1)} images (${(mean('batchMs') / mean('batchImages')).toFixed(1)} ms per image; offline ${(1000 / offlineRate).toFixed(1)})`,
+  );
   console.log(`  service / offline images per second: ${(100 * ratio).toFixed(1)}%   (goal >= 90%)`);
   console.log(`  service exit status after SIGTERM: ${code}`);
   for (const w of checks.wrong.slice(0, 5)) console.log(`  WRONG ${w}`);

@@ -83,6 +83,38 @@ describe('MicroBatcher', () => {
     expect(results.map((r) => r.pretrained)).toEqual([4, 8, 12]);
   });
 
+  it('waits for images still being decoded that fit in the pass, up to about the time a pass of the queued ones takes', async () => {
+    const log = { sizes: [] as number[], active: 0, maxActive: 0 };
+    // Each pass takes 100 ms whatever its size, so after the first one a pass costs about 100 ms per queued image.
+    const b = batcher({ score: arithmetic(log, 100), waitMs: 5, batchSize: 4 });
+    await Promise.all(submitAll(b, [1]));
+    // Three images received; one decoded at once, the others 25 ms later: well past waitMs, within the pass estimate.
+    expect(b.reserve(3)).toBe(true);
+    const first = b.submit('a', image(1));
+    await new Promise((resolve) => setTimeout(resolve, 25));
+    const rest = [b.submit('b', image(2)), b.submit('c', image(3))];
+    const results = await Promise.all([first, ...rest]);
+    expect(log.sizes).toEqual([1, 3]);
+    expect(results.map((r) => r.pretrained)).toEqual([4, 8, 12]);
+
+    // One image whose decode never ends (its request failed later) holds the pass only about that long.
+    expect(b.reserve(2)).toBe(true);
+    const alone = await b.submit('d', image(4));
+    expect(alone.batchImages).toBe(1);
+    // About 87 ms (one image's estimated pass), not the 5 ms of waitMs; timers may fire a millisecond early.
+    expect(alone.queueMs).toBeGreaterThanOrEqual(80);
+    expect(alone.queueMs).toBeLessThan(1000);
+    b.release(1);
+
+    // A decode that fails releases its room, and the image waiting for it goes at once.
+    expect(b.reserve(2)).toBe(true);
+    const waiting = b.submit('e', image(5));
+    setTimeout(() => b.release(1), 10);
+    const released = await waiting;
+    expect(released.batchImages).toBe(1);
+    expect(released.queueMs).toBeLessThan(60);
+  });
+
   it('counts room from reservation: all of a request fits or none of it', async () => {
     const log = { sizes: [] as number[], active: 0, maxActive: 0 };
     const b = batcher({ score: arithmetic(log), maxQueue: 5, waitMs: 60_000, batchSize: 8 });

@@ -82,6 +82,8 @@ export class MicroBatcher {
 
   release(n: number): void {
     this.reserved = Math.max(0, this.reserved - n);
+    // A queued pass may have been waiting for these images.
+    this.schedule();
   }
 
   /**
@@ -90,10 +92,14 @@ export class MicroBatcher {
    */
   submit(id: string, pixels: Tensor, signal?: AbortSignal): Promise<ImageResult> {
     if (pixels.dims[0] !== 1) throw new Error(`MicroBatcher.submit: expected one image, got ${pixels.dims[0]}`);
-    this.release(1);
+    this.reserved = Math.max(0, this.reserved - 1);
     return new Promise<ImageResult>((resolve, reject) => {
       const job: Job = { id, pixels, queuedAt: performance.now(), resolve, reject };
-      if (signal?.aborted) return reject(signal.reason);
+      if (signal?.aborted) {
+        reject(signal.reason);
+        // A queued pass may have been waiting for this image.
+        return this.schedule();
+      }
       signal?.addEventListener(
         'abort',
         () => {
@@ -123,7 +129,12 @@ export class MicroBatcher {
   private schedule(): void {
     if (this.running || this.queue.length === 0) return;
     const waited = performance.now() - this.queue[0].queuedAt;
-    if (this.flushing || this.queue.length >= this.options.batchSize || waited >= this.options.waitMs) {
+    // A pass blocks the main thread, so an image still being decoded when it starts waits for all of it. Waiting for
+    // the decodes that would fit in this pass is cheaper, up to about what a pass of the images queued now takes:
+    // under steady load this is what keeps passes full (without it, 16 clients got passes of 2.3 images on average).
+    const decoding = Math.min(this.reserved, this.options.batchSize - this.queue.length);
+    const limit = decoding > 0 ? Math.max(this.options.waitMs, this.msPerImage * this.queue.length) : this.options.waitMs;
+    if (this.flushing || this.queue.length >= this.options.batchSize || waited >= limit) {
       clearTimeout(this.timer);
       this.timer = undefined;
       this.running = this.runPass(this.queue.splice(0, this.options.batchSize)).finally(() => {
@@ -134,7 +145,7 @@ export class MicroBatcher {
       this.timer = setTimeout(() => {
         this.timer = undefined;
         this.schedule();
-      }, this.options.waitMs - waited);
+      }, limit - waited);
     }
   }
 
