@@ -2,14 +2,14 @@
 // block of ViT-B/16 (224 px) trained for 5 epochs instead of ten students for 30 epochs, on a capped share of each
 // class (protocol.limit). The pre-trained space is unchanged.
 //
-// Cost on 2 cores (onnxruntime, 2 threads), from `npm run bench` (2026-11-28): the ViT-B/16 forward runs at about
-// 178 GFLOP/s, i.e. about 6.3 s per batch of 32 images (35.1 GFLOP each), and one student step (forward, backward,
-// Adam) takes 1.77 s per batch. Extrapolated, not run end to end: a case of 450 training images (405 fit = 13
-// batches, 45 held out) runs the teacher once over them (15 batches, about 1.6 minutes: the distiller's teacher
-// cache keeps their taps for the other epochs and the features) and trains 5 epochs of student steps in about 2
-// minutes; the 2000 test images (200 per class) take about 6.6 minutes more: some 10-11 minutes per class, under 2
-// hours for the 10 classes. Streaming the teacher every epoch (teacherCache: false, the fit before the cache) took
-// some 18-20 minutes per class.
+// Cost on 2 cores (onnxruntime, 2 threads), from the unit costs `node bench/fit.mjs` measured (2026-12-02: the
+// ViT-B/16 teacher 0.136 s per image, a student step 1.31 s per batch of 32), extrapolated, not run end to end: a
+// case of 450 training images (405 fit = 13 batches, 45 held out) runs the teacher once over them (about 1 minute:
+// the distiller's teacher cache keeps their taps for the other epochs and the features) and trains 5 epochs of
+// student steps in about 1.5 minutes; the 2000 test images (200 per class) take about 5 minutes more: some 7-8
+// minutes per class, about 1.3 hours for the 10 classes. Streaming the teacher every epoch (teacherCache: false, the
+// fit before the cache) takes some 12-13 minutes per class. bench/fit.mjs's own compact job (1000 training and 1000
+// test images) took 8.7 minutes as one process.
 // Run end to end: the default transformaly.config.ts (the same method, 3 epochs, 100 training and 200 test images per
 // case, 2 classes) took 4 min 41 s.
 //

@@ -11,14 +11,14 @@
 //   Gaussian;
 // - normality score: the sum of the two log-likelihoods.
 //
-// Cost: heavy on a CPU. From `npm run bench` on 2 cores (onnxruntime, 2 threads): a ViT-B/16 teacher pass with its
-// taps takes about 6.3 s per batch of 32 images and one student step 1.77 s (about 15% more with the memory arena
-// off, as here). For a CIFAR-10 class (4500 fit images = 141 batches, 500 held out) the ten students' steps take
-// about 48 minutes per epoch, 24 hours for 30 epochs; the teacher runs once over the 5000 training and 10000 test
-// images (about 50 minutes: the distiller's teacher cache replays the taps, 6.7 MB per image for ten blocks, mostly
-// from a temporary file in the checkpoint folder): some 25-26 hours per class (extrapolated, not run end to end).
-// Streaming the teacher every epoch (teacherCache: false) adds about 16 minutes per epoch: some 32-33 hours. Use a
-// GPU (runtime: { use: 'onnx', options: { device: 'cuda' } }) or presets/cpu.config.ts.
+// Cost: heavy on a CPU. `node bench/fit.mjs` (2 cores, onnxruntime, 2 threads) measures the unit costs on the compact
+// job (ViT-B/16, one student, 1000 images) and extrapolates this preset for a CIFAR-10 class (4500 fit images, 500
+// held out, 10000 test; 10 students, 30 epochs): about 17 hours per class with the distiller's teacher cache (the
+// teacher runs once per image, 0.6 h; its taps, 6.7 MB per image for ten blocks, are replayed mostly from a temporary
+// file in the checkpoint folder), 22 hours streaming the teacher every epoch (teacherCache: false), 15 hours with the
+// int8 teacher (backbone precision: 'int8'). Not run end to end, and measured with the memory arena on, which this
+// preset turns off to save about 1 GB per student (student steps about 15% slower). Use a GPU
+// (runtime: { use: 'onnx', options: { device: 'cuda' } }) or presets/cpu.config.ts.
 //
 // Get the data: the "CIFAR-10 binary version" from https://www.cs.toronto.edu/~kriz/cifar.html, unpacked beside
 // this repository's presets folder as data/cifar-10-batches-bin (paths here are relative to this file).
