@@ -2,17 +2,17 @@
 
 Fit Transformaly on the first TRAIN images of one Fashion-MNIST class (file order) and score TEST images (the first
 TEST/10 of every class of the test split, in file order): the held-out split and the per-epoch order are the project's
-(mulberry32 permutations, re-implemented here); images are resized to 224 with PIL (bicubic) and normalised with mean
-= std = 0.5; the teacher is a pre-norm ViT read from a timm-layout safetensors file; one student for the last block
-(Transformaly's initialisation), Adam (lr 1e-4), MSE over all tokens; each epoch streams the teacher over the
-training batches and then the held-out ones (best epoch by held-out loss), as the authors' code does; then the
-teacher gives the CLS features and the taps of the fit, held-out and test images; PCA-whitened (90%) Gaussian for
-the pre-trained space, Gaussian for the fine-tuned one (scikit-learn), summed; AUROC per space.
+(mulberry32 permutations, re-implemented in scripts/golden/project_reference.py, which also holds the student block
+and its initialisation); images are resized to 224 with PIL (bicubic) and normalised with mean = std = 0.5; the
+teacher is a pre-norm ViT read from a timm-layout safetensors file; one student for the last block (Transformaly's
+initialisation), Adam (lr 1e-4), MSE over all tokens; each epoch streams the teacher over the training batches and
+then the held-out ones (best epoch by held-out loss), as the authors' code does; then the teacher gives the CLS
+features and the taps of the fit, held-out and test images; PCA-whitened (90%) Gaussian for the pre-trained space,
+Gaussian for the fine-tuned one (scikit-learn), summed; AUROC per space.
 
 Usage: python3 fit_torch.py CHECKPOINT HEADS DATA_DIR CLASS TRAIN TEST EPOCHS BATCH THREADS
 Prints one JSON line: seconds (load, fit, score, in-process total) and the AUROCs.
 """
-import gzip
 import json
 import math
 import os
@@ -29,56 +29,13 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'scripts', 'golden'))
+from project_reference import Block, epoch_order, held_out_split, init_student, read_idx  # noqa: E402
+
 checkpoint, heads, data_dir, normal_class = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 train_count, test_count, epochs, batch, threads = (int(v) for v in sys.argv[5:10])
 torch.set_num_threads(threads)
 SEED, VALIDATION_FRACTION, LR, EPS = 0, 0.1, 1e-4, 1e-6
-M32 = 0xFFFFFFFF
-
-
-def mulberry32(seed):
-    state = seed & M32
-
-    def nxt():
-        nonlocal state
-        state = (state + 0x6D2B79F5) & M32
-        t = state
-        t = ((t ^ (t >> 15)) * (t | 1)) & M32
-        t ^= (t + (((t ^ (t >> 7)) * (t | 61)) & M32)) & M32
-        return ((t ^ (t >> 14)) & M32) / 4294967296
-    return nxt
-
-
-def seeded_permutation(n, seed):
-    random = mulberry32(seed)
-    order = list(range(n))
-    for i in range(n - 1, 0, -1):
-        j = math.floor(random() * (i + 1))
-        order[i], order[j] = order[j], order[i]
-    return order
-
-
-def held_out_split(items):
-    n = len(items)
-    count = math.floor(VALIDATION_FRACTION * n + 0.5)
-    if n >= 2:
-        count = min(max(count, 1), n - 1)
-    held = [False] * n
-    order = seeded_permutation(n, SEED)
-    for i in range(count):
-        held[order[i]] = True
-    return [x for x, h in zip(items, held) if not h], [x for x, h in zip(items, held) if h]
-
-
-def read_idx(name):
-    with gzip.open(os.path.join(data_dir, name), 'rb') as f:
-        data = f.read()
-    if struct.unpack('>I', data[:4])[0] == 0x803:
-        n, rows, cols = struct.unpack('>III', data[4:16])
-        return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, rows, cols)
-    return np.frombuffer(data, dtype=np.uint8, offset=8)
-
-
 def read_safetensors(path):
     with open(path, 'rb') as f:
         size = struct.unpack('<Q', f.read(8))[0]
@@ -94,29 +51,6 @@ def read_safetensors(path):
     return out
 
 
-class Block(torch.nn.Module):
-    def __init__(self, d, heads, mlp):
-        super().__init__()
-        self.heads = heads
-        self.norm1 = torch.nn.LayerNorm(d, eps=EPS)
-        self.attn = torch.nn.Module()
-        self.attn.qkv = torch.nn.Linear(d, 3 * d)
-        self.attn.proj = torch.nn.Linear(d, d)
-        self.norm2 = torch.nn.LayerNorm(d, eps=EPS)
-        self.mlp = torch.nn.Module()
-        self.mlp.fc1 = torch.nn.Linear(d, mlp)
-        self.mlp.fc2 = torch.nn.Linear(mlp, d)
-
-    def forward(self, x):
-        n, t, d = x.shape
-        h, hd = self.heads, d // self.heads
-        qkv = self.attn.qkv(self.norm1(x)).reshape(n, t, 3, h, hd).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        a = torch.softmax((q @ k.transpose(-2, -1)) * hd ** -0.5, dim=-1)
-        x = x + self.attn.proj((a @ v).transpose(1, 2).reshape(n, t, d))
-        return x + self.mlp.fc2(F.gelu(self.mlp.fc1(self.norm2(x))))
-
-
 class Teacher(torch.nn.Module):
     def __init__(self, weights, heads):
         super().__init__()
@@ -128,7 +62,7 @@ class Teacher(torch.nn.Module):
         self.pos_embed = torch.nn.Parameter(torch.zeros(weights['pos_embed'].shape))
         self.patch_embed = torch.nn.Module()
         self.patch_embed.proj = torch.nn.Conv2d(3, d, p, p)
-        self.blocks = torch.nn.ModuleList([Block(d, heads, mlp) for _ in range(depth)])
+        self.blocks = torch.nn.ModuleList([Block(d, heads, mlp, EPS) for _ in range(depth)])
         self.norm = torch.nn.LayerNorm(d, eps=EPS)
         self.load_state_dict({k: v for k, v in weights.items() if not k.startswith('head')})
 
@@ -142,24 +76,6 @@ class Teacher(torch.nn.Module):
                 taps = (x, y)
             x = y
         return self.norm(x)[:, 0], taps
-
-
-def init_student(d, heads, mlp, gen):
-    s = Block(d, heads, mlp)
-    with torch.no_grad():
-        for name, p in s.named_parameters():
-            if 'norm' in name:
-                p.fill_(1.0 if name.endswith('weight') else 0.0)
-            elif name.endswith('bias'):
-                p.normal_(0, 1e-6, generator=gen)
-            elif name == 'attn.qkv.weight':
-                for part in p.view(3, d, d):
-                    bound = math.sqrt(6 / (2 * d))
-                    part.uniform_(-bound, bound, generator=gen)
-            else:
-                bound = math.sqrt(6 / (p.shape[0] + p.shape[1]))
-                p.uniform_(-bound, bound, generator=gen)
-    return s
 
 
 def pixels_of(images):
@@ -176,8 +92,8 @@ def batches_of(images, order):
 
 
 # --------------------------------------------------------------------------------------------------------- the job
-train_images, train_labels = read_idx('train-images-idx3-ubyte.gz'), read_idx('train-labels-idx1-ubyte.gz')
-test_images, test_labels = read_idx('t10k-images-idx3-ubyte.gz'), read_idx('t10k-labels-idx1-ubyte.gz')
+train_images, train_labels = read_idx(data_dir, 'train-images-idx3-ubyte.gz'), read_idx(data_dir, 'train-labels-idx1-ubyte.gz')
+test_images, test_labels = read_idx(data_dir, 't10k-images-idx3-ubyte.gz'), read_idx(data_dir, 't10k-labels-idx1-ubyte.gz')
 normal = np.flatnonzero(train_labels == normal_class)[:train_count]
 test_idx = np.sort(np.concatenate([np.flatnonzero(test_labels == c)[:test_count // 10] for c in range(10)]))
 teacher = Teacher(read_safetensors(checkpoint), heads).eval()
@@ -187,16 +103,15 @@ depth = len(teacher.blocks)
 tap = depth - 1
 t_loaded = time.perf_counter()
 
-fit_ids, held_ids = held_out_split(list(normal))
+fit_ids, held_ids = held_out_split(list(normal), VALIDATION_FRACTION, SEED)
 fit_ids, held_ids = np.array(fit_ids), np.array(held_ids)
 d = teacher.cls_token.shape[-1]
-student = init_student(d, heads, teacher.blocks[0].mlp.fc1.out_features, torch.Generator().manual_seed(0))
+student = init_student(d, heads, teacher.blocks[0].mlp.fc1.out_features, EPS, torch.Generator().manual_seed(0))
 optimizer = torch.optim.Adam(student.parameters(), lr=LR)
 best_loss, best_state = math.inf, None
 for epoch in range(epochs):
     student.train()
-    order = seeded_permutation(len(fit_ids), SEED + 1 + epoch)
-    for pixels in batches_of(train_images, fit_ids[order]):
+    for pixels in batches_of(train_images, epoch_order(fit_ids, SEED, epoch)):
         with torch.no_grad():
             _, (x, y) = teacher(pixels, tap)
         loss = F.mse_loss(student(x), y)

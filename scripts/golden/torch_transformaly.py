@@ -16,10 +16,10 @@ Sneaker, the first 300 training and the first 300 test images of each (in file o
   fc1, fc2; biases N(0, 1e-6^2); LayerNorm 1/0), written to students_init.safetensors keyed block{i}.<timm name>
   (the project reads them through the distiller's initialWeights option, so the two PRNGs need not agree);
 - per case: the project's held-out split (heldOutSplit: mulberry32 Fisher-Yates, round(0.1 n) held out, seed 0) and
-  per-epoch order (the Detector's epochOrder: the same permutation seeded 0 + 1 + epoch) re-implemented here, so
-  that both sides see the same batches; batch 32; Adam with betas 0.9/0.999 and eps 1e-8 but lr 1e-3 (the method's
-  1e-4 barely moves the students in two epochs); 2 epochs; MSE over all tokens and channels; the teacher frozen;
-  each student keeps the epoch of lowest held-out loss;
+  per-epoch order (the Detector's epochOrder: the same permutation seeded 0 + 1 + epoch), re-implemented in
+  project_reference.py beside this script, so that both sides see the same batches; batch 32; Adam with betas
+  0.9/0.999 and eps 1e-8 but lr 1e-3 (the method's 1e-4 barely moves the students in two epochs); 2 epochs; MSE over
+  all tokens and channels; the teacher frozen; each student keeps the epoch of lowest held-out loss;
 - scores: pre-trained = final-LayerNorm CLS, PCA-whitened (90% of the variance) + GaussianMixture(1, 'full');
   fine-tuned = per block mean squared student-teacher discrepancy (best weights) + GaussianMixture(1, 'full');
   combined = their sum; AUROC per case of each (anomalous = positive, -score).
@@ -27,18 +27,17 @@ Sneaker, the first 300 training and the first 300 test images of each (in file o
 expected.json holds the subset's file indices, each case's held-out images and epoch orders (file indices), the
 per-epoch training and held-out losses of every student, the best epochs and the AUROCs. No features are stored.
 """
-import gzip
 import json
-import math
 import os
 import struct
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
+
+from project_reference import Block, epoch_order, held_out_split, init_student, read_idx
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'test', 'golden', 'distill')
 DATA = '/usr/share/datasets/fashion-mnist'
@@ -58,64 +57,7 @@ VALIDATION_FRACTION = 0.1
 TEACHER_SEED, STUDENT_SEED = 1234, 99
 THREADS = 2
 
-M32 = 0xFFFFFFFF
-
-
-# ------------------------------------------------------------------------------------------------ the project's orders
-
-def mulberry32(seed):
-    """core/src/data/random.ts, in uint32 arithmetic."""
-    state = seed & M32
-
-    def nxt():
-        nonlocal state
-        state = (state + 0x6D2B79F5) & M32
-        t = state
-        t = ((t ^ (t >> 15)) * (t | 1)) & M32
-        t ^= (t + (((t ^ (t >> 7)) * (t | 61)) & M32)) & M32
-        return ((t ^ (t >> 14)) & M32) / 4294967296
-    return nxt
-
-
-def seeded_permutation(n, seed):
-    random = mulberry32(seed)
-    order = list(range(n))
-    for i in range(n - 1, 0, -1):
-        j = math.floor(random() * (i + 1))
-        order[i], order[j] = order[j], order[i]
-    return order
-
-
-def held_out_split(items, fraction, seed):
-    """heldOutSplit of core/src/data/protocol.ts: both sides keep the input order."""
-    n = len(items)
-    count = math.floor(fraction * n + 0.5)  # JavaScript's Math.round
-    if fraction > 0 and n >= 2:
-        count = min(max(count, 1), n - 1)
-    held = [False] * n
-    order = seeded_permutation(n, seed)
-    for i in range(count):
-        held[order[i]] = True
-    return [x for x, h in zip(items, held) if not h], [x for x, h in zip(items, held) if h]
-
-
-def epoch_order(items, seed, epoch):
-    """The Detector's per-epoch training order (epochOrder in core/src/pipeline/detector.ts)."""
-    return [items[i] for i in seeded_permutation(len(items), seed + 1 + epoch)]
-
-
 # ------------------------------------------------------------------------------------------------------------ data
-
-def read_idx(name):
-    with gzip.open(os.path.join(DATA, name), 'rb') as f:
-        data = f.read()
-    magic = struct.unpack('>I', data[:4])[0]
-    if magic == 0x803:
-        n, rows, cols = struct.unpack('>III', data[4:16])
-        return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, rows, cols)
-    n = struct.unpack('>I', data[4:8])[0]
-    return np.frombuffer(data, dtype=np.uint8, offset=8)
-
 
 def subset_indices(labels, per_class):
     """The first `per_class` images of each chosen class, in file order."""
@@ -132,31 +74,6 @@ def pixels_of(images, indices):
 
 
 # ----------------------------------------------------------------------------------------------------------- model
-
-class Block(torch.nn.Module):
-    """A pre-norm ViT block with timm's parameter names (norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2)."""
-
-    def __init__(self, d, heads, mlp, eps):
-        super().__init__()
-        self.heads = heads
-        self.norm1 = torch.nn.LayerNorm(d, eps=eps)
-        self.attn = torch.nn.Module()
-        self.attn.qkv = torch.nn.Linear(d, 3 * d)
-        self.attn.proj = torch.nn.Linear(d, d)
-        self.norm2 = torch.nn.LayerNorm(d, eps=eps)
-        self.mlp = torch.nn.Module()
-        self.mlp.fc1 = torch.nn.Linear(d, mlp)
-        self.mlp.fc2 = torch.nn.Linear(mlp, d)
-
-    def forward(self, x):
-        n, t, d = x.shape
-        h, hd = self.heads, d // self.heads
-        qkv = self.attn.qkv(self.norm1(x)).reshape(n, t, 3, h, hd).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        a = torch.softmax((q @ k.transpose(-2, -1)) * hd ** -0.5, dim=-1)
-        x = x + self.attn.proj((a @ v).transpose(1, 2).reshape(n, t, d))
-        return x + self.mlp.fc2(F.gelu(self.mlp.fc1(self.norm2(x))))
-
 
 class Teacher(torch.nn.Module):
     def __init__(self, arch):
@@ -193,25 +110,6 @@ def randomize_teacher(model, gen):
                 p.copy_(0.5 * torch.randn(p.shape, generator=gen))
             else:
                 p.copy_(torch.randn(p.shape, generator=gen) / p[0].numel() ** 0.5)
-
-
-def init_student(d, heads, mlp, eps, gen):
-    """Transformaly's student initialisation; q, k and v are drawn on their own D x D shapes."""
-    s = Block(d, heads, mlp, eps)
-    with torch.no_grad():
-        for part in range(3):
-            bound = math.sqrt(6 / (d + d))  # xavier-uniform on the D x D shape of q, k or v alone
-            s.attn.qkv.weight[part * d:(part + 1) * d].uniform_(-bound, bound, generator=gen)
-        for lin in (s.attn.proj, s.mlp.fc1, s.mlp.fc2):
-            fan_out, fan_in = lin.weight.shape
-            bound = math.sqrt(6 / (fan_in + fan_out))
-            lin.weight.uniform_(-bound, bound, generator=gen)
-        for lin in (s.attn.qkv, s.attn.proj, s.mlp.fc1, s.mlp.fc2):
-            lin.bias.normal_(0, 1e-6, generator=gen)
-        for norm in (s.norm1, s.norm2):
-            norm.weight.fill_(1)
-            norm.bias.zero_()
-    return s
 
 
 # ------------------------------------------------------------------------------------------------------------ files
@@ -389,8 +287,8 @@ def run_case(case_id, train_idx, test_idx, test_anomalous, images, test_images, 
 def main():
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
-    train_images, train_labels = read_idx('train-images-idx3-ubyte.gz'), read_idx('train-labels-idx1-ubyte.gz')
-    test_images, test_labels = read_idx('t10k-images-idx3-ubyte.gz'), read_idx('t10k-labels-idx1-ubyte.gz')
+    train_images, train_labels = read_idx(DATA, 'train-images-idx3-ubyte.gz'), read_idx(DATA, 'train-labels-idx1-ubyte.gz')
+    test_images, test_labels = read_idx(DATA, 't10k-images-idx3-ubyte.gz'), read_idx(DATA, 't10k-labels-idx1-ubyte.gz')
     train_idx = subset_indices(train_labels, TRAIN_PER_CLASS)
     test_idx = subset_indices(test_labels, TEST_PER_CLASS)
 
