@@ -12,17 +12,16 @@ import {
   DetectorLoadError,
   loadPlugin,
   openDetector,
-  SilentProgress,
   TOKENS,
   type DensityScorer,
   type ImageItem,
-  type Matrix,
   type Pipeline,
   type ProgressReporter,
   type TransformalyConfig,
   type TransformalyPlugin,
 } from '@transformaly/core';
 import { MARKER_PLUGIN_NAME, MARKER_PLUGIN_VERSION, writeMarkerPlugin } from './fixtures/marker-plugin.js';
+import { fitAndSave, NegativeNormScorer, type SavedDetector } from './fixtures/saved-detector.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const work = mkdtempSync(join(tmpdir(), 'transformaly-detector-folder-'));
@@ -52,24 +51,6 @@ class Warnings implements ProgressReporter {
   }
 }
 
-/** Fits the config's one case, saves the detector under `work/<name>`, and returns it with its test scores. */
-async function fitAndSave(name: string, cfg: TransformalyConfig, plugins: Record<string, TransformalyPlugin> = {}) {
-  const pipeline = await createPipeline(cfg, { baseDir: work, plugins, progress: new SilentProgress() });
-  try {
-    const [trouser] = await pipeline.cases();
-    const detector = await pipeline.createDetector();
-    await detector.fit(trouser.train);
-    const test = trouser.test.map((t) => t.item);
-    const scores = await detector.score(test);
-    const dir = join(work, name);
-    await detector.save(dir);
-    await detector.dispose();
-    return { dir, test, combined: Array.from(scores.combined), threshold: detector.threshold! };
-  } finally {
-    await pipeline.dispose();
-  }
-}
-
 function rewriteManifest(dir: string, edit: (m: Record<string, any>) => void): void {
   const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
   edit(m);
@@ -78,9 +59,9 @@ function rewriteManifest(dir: string, edit: (m: Record<string, any>) => void): v
   writeFileSync(join(dir, 'manifest.sha256'), `${createHash('sha256').update(text).digest('hex')}  manifest.json\n`);
 }
 
-let builtins: Awaited<ReturnType<typeof fitAndSave>>;
+let builtins: SavedDetector;
 beforeAll(async () => {
-  builtins = await fitAndSave('builtins', config({ scorers: { pretrained: 'knn' } }));
+  builtins = await fitAndSave(work, 'builtins', config({ scorers: { pretrained: 'knn' } }));
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -114,7 +95,7 @@ describe('openDetector', () => {
 
   it('refuses a manifest whose threshold was edited, whichever way it is loaded', async () => {
     const dir = join(work, 'edited');
-    await fitAndSave('edited', config({ distiller: false }));
+    await fitAndSave(work, 'edited', config({ distiller: false }));
     const path = join(dir, 'manifest.json');
     const text = readFileSync(path, 'utf8');
     const m = JSON.parse(text);
@@ -136,7 +117,7 @@ describe('openDetector', () => {
     const pluginDir = join(work, 'plugin-src');
     const marker = join(work, 'imported.txt');
     const file = writeMarkerPlugin(pluginDir, marker);
-    const fitted = await fitAndSave('file-plugin', config({ distiller: false, scorers: { pretrained: file } }));
+    const fitted = await fitAndSave(work, 'file-plugin', config({ distiller: false, scorers: { pretrained: file } }));
     expect(readFileSync(marker, 'utf8')).toBe('imported\n');
     const record = JSON.parse(readFileSync(join(fitted.dir, 'manifest.json'), 'utf8')).plugins['scorers.pretrained'];
     expect(record).toEqual({ name: MARKER_PLUGIN_NAME, version: MARKER_PLUGIN_VERSION, source: 'file', path: file });
@@ -163,23 +144,12 @@ describe('openDetector', () => {
   });
 
   it('a plugin given in code is named in code again; a missing package is named with its version', async () => {
-    class NegativeNorm implements DensityScorer {
-      readonly name = 'negative-norm';
-      fit() {}
-      scoreSamples(Y: Matrix) {
-        return Float64Array.from({ length: Y.rows }, (_, i) => -Math.hypot(...Y.data.subarray(i * Y.cols, (i + 1) * Y.cols)));
-      }
-      exportState() {
-        return { meta: {}, arrays: {} };
-      }
-      importState() {}
-    }
     const inCode: TransformalyPlugin = {
       name: 'in-code-scorer',
       version: '1.0.0',
-      register: () => new ContainerModule(({ bind }) => void bind<DensityScorer>(TOKENS.DensityScorer).toDynamicValue(() => new NegativeNorm())),
+      register: () => new ContainerModule(({ bind }) => void bind<DensityScorer>(TOKENS.DensityScorer).toDynamicValue(() => new NegativeNormScorer())),
     };
-    const fitted = await fitAndSave('in-code', config({ distiller: false, scorers: { pretrained: 'in-code-scorer' } }), { 'in-code-scorer': inCode });
+    const fitted = await fitAndSave(work, 'in-code', config({ distiller: false, scorers: { pretrained: 'in-code-scorer' } }), { 'in-code-scorer': inCode });
     await expect(openDetector(fitted.dir)).rejects.toThrow(
       'scorers.pretrained plugin "in-code-scorer" version 1.0.0 was given in code when the detector was fitted, and a detector folder never makes Transformaly ' +
         'import code; give it with --plugin in-code-scorer=PATH (in code: openDetector(dir, { plugins: { "in-code-scorer": plugin } }))',
@@ -199,7 +169,7 @@ describe('openDetector', () => {
 
   it('warns when an installed package has another version than the one that fitted the detector', async () => {
     const dir = join(work, 'older-knn');
-    await fitAndSave('older-knn', config({ distiller: false, scorers: { pretrained: 'knn' } }));
+    await fitAndSave(work, 'older-knn', config({ distiller: false, scorers: { pretrained: 'knn' } }));
     rewriteManifest(dir, (m) => (m.plugins['scorers.pretrained'].version = '0.0.1'));
     const progress = new Warnings();
     const opened = await openDetector(dir, { progress });

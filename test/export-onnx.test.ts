@@ -10,16 +10,14 @@ import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectClose } from './fixtures/close.js';
+import { fitAndSave, NegativeNormScorer, type SavedDetector } from './fixtures/saved-detector.js';
 import {
-  createPipeline,
   createPreprocessor,
   exportDetector,
   loadPlugin,
   openDetector,
-  SilentProgress,
   type DensityScorer,
   type ImageItem,
-  type Matrix,
   type StageRef,
   type Tensor,
   type TransformalyConfig,
@@ -42,27 +40,6 @@ function config(extra: Partial<TransformalyConfig>): TransformalyConfig {
     batchSize: 10,
     ...extra,
   };
-}
-
-interface Fitted {
-  dir: string;
-  test: ImageItem[];
-}
-
-/** Fits the config's one case and saves the detector under `work/<name>`. */
-async function fitAndSave(name: string, cfg: TransformalyConfig, plugins: Record<string, TransformalyPlugin> = {}): Promise<Fitted> {
-  const pipeline = await createPipeline(cfg, { baseDir: work, plugins, progress: new SilentProgress() });
-  try {
-    const [trouser] = await pipeline.cases();
-    const detector = await pipeline.createDetector();
-    await detector.fit(trouser.train);
-    const dir = join(work, name);
-    await detector.save(dir);
-    await detector.dispose();
-    return { dir, test: trouser.test.map((t) => t.item) };
-  } finally {
-    await pipeline.dispose();
-  }
 }
 
 /** The test images as the project preprocesses them, and as raw 8-bit NHWC pixels. */
@@ -136,6 +113,7 @@ describe('exportDetector: the exported model scores as the saved detector (onnxr
   for (const c of CASES) {
     it(`${c.name}: ${c.distiller ? 'with' : 'without'} a distiller`, async () => {
       const fitted = await fitAndSave(
+        work,
         c.name,
         config({
           distiller: c.distiller ? distiller : false,
@@ -176,9 +154,9 @@ describe('exportDetector: the exported model scores as the saved detector (onnxr
 });
 
 describe('exportDetector: inputs, metadata, external data', () => {
-  let fitted: Fitted;
+  let fitted: SavedDetector;
   beforeAll(async () => {
-    fitted = await fitAndSave('options', config({ distiller, scorers: { pretrained: { use: 'gaussian', options: { whiten: { varianceFraction: 0.9 } } } } }));
+    fitted = await fitAndSave(work, 'options', config({ distiller, scorers: { pretrained: { use: 'gaussian', options: { whiten: { varianceFraction: 0.9 } } } } }));
   });
 
   it('--preprocess: uint8 NHWC pixels, normalised inside the graph exactly as the project does', async () => {
@@ -267,24 +245,15 @@ describe('exportDetector: inputs, metadata, external data', () => {
 describe('exportDetector: a stage without the hook, or with a broken one', () => {
   /** A third-party scorer (minus the norm of the features) whose hook the test chooses. */
   let hook: ((ctx: Parameters<NonNullable<DensityScorer['exportOnnx']>>[0], features: string) => string) | undefined;
-  class NegativeNorm implements DensityScorer {
-    readonly name = 'negative-norm';
-    fit() {}
-    scoreSamples(Y: Matrix) {
-      return Float64Array.from({ length: Y.rows }, (_, i) => -Math.hypot(...Y.data.subarray(i * Y.cols, (i + 1) * Y.cols)));
-    }
-    exportState() {
-      return { meta: {}, arrays: {} };
-    }
-    importState() {}
+  class NegativeNorm extends NegativeNormScorer {
     get exportOnnx() {
       return hook;
     }
   }
   const plugin: TransformalyPlugin = { name: 'negative-norm', version: '1.2.3', stages: { scorer: { create: () => new NegativeNorm() } } };
-  let fitted: Fitted;
+  let fitted: SavedDetector;
   beforeAll(async () => {
-    fitted = await fitAndSave('third-party', config({ distiller: false, scorers: { pretrained: 'negative-norm' } }), { 'negative-norm': plugin });
+    fitted = await fitAndSave(work, 'third-party', config({ distiller: false, scorers: { pretrained: 'negative-norm' } }), { 'negative-norm': plugin });
   });
 
   it('refuses, naming the stage and its plugin, and writes nothing', async () => {
@@ -331,9 +300,9 @@ describe('exportDetector: a stage without the hook, or with a broken one', () =>
 describe('transformaly export', () => {
   const bin = join(repo, 'cli', 'bin', 'transformaly.js');
   const cli = (...args: string[]) => spawnSync(process.execPath, [bin, 'export', ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, DEBUG: '' } });
-  let fitted: Fitted;
+  let fitted: SavedDetector;
   beforeAll(async () => {
-    fitted = await fitAndSave('cli', config({ distiller, scorers: { pretrained: exampleScorer } }));
+    fitted = await fitAndSave(work, 'cli', config({ distiller, scorers: { pretrained: exampleScorer } }));
   });
 
   it('writes the model and prints its input, preprocessing, outputs and threshold', async () => {

@@ -13,12 +13,11 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectClose } from './fixtures/close.js';
+import { fitAndSave } from './fixtures/saved-detector.js';
 import {
-  createPipeline,
   createPreprocessor,
   decodeImage,
   openDetector,
-  SilentProgress,
   type ImageItem,
   type PreprocessSpec,
   type Tensor,
@@ -43,21 +42,6 @@ function config(extra: Partial<TransformalyConfig>): TransformalyConfig {
     batchSize: 10,
     ...extra,
   };
-}
-
-async function fitAndSave(name: string, cfg: TransformalyConfig): Promise<{ dir: string; test: ImageItem[] }> {
-  const pipeline = await createPipeline(cfg, { baseDir: work, progress: new SilentProgress() });
-  try {
-    const [trouser] = await pipeline.cases();
-    const detector = await pipeline.createDetector();
-    await detector.fit(trouser.train);
-    const dir = join(work, name);
-    await detector.save(dir);
-    await detector.dispose();
-    return { dir, test: trouser.test.map((t) => t.item) };
-  } finally {
-    await pipeline.dispose();
-  }
 }
 
 /**
@@ -191,7 +175,7 @@ beforeAll(async () => {
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-  paper = await fitAndSave('paper', config({ scorers: { pretrained: { use: 'gaussian', options: { whiten: { varianceFraction: 0.9 } } } } }));
+  paper = await fitAndSave(work, 'paper', config({ scorers: { pretrained: { use: 'gaussian', options: { whiten: { varianceFraction: 0.9 } } } } }));
   files = await writeImages(paper.test.slice(0, 6));
 });
 
@@ -306,7 +290,7 @@ describe('every built-in scorer and combiner runs in onnxruntime-web', () => {
     ['gmm and sum without a distiller', { distiller: false, scorers: { pretrained: { use: 'gmm', options: { components: 3 } } }, combiner: 'sum' }],
     ['an int8 backbone', { backbone: { use: 'vit', options: { ...tinyVit, precision: 'int8' } } }],
   ] as const)('%s: the page scores as onnxruntime-node', async (name, extra) => {
-    const fitted = await fitAndSave(name.replace(/\W+/g, '-'), config(extra as Partial<TransformalyConfig>));
+    const fitted = await fitAndSave(work, name.replace(/\W+/g, '-'), config(extra as Partial<TransformalyConfig>));
     const dir = join(work, `web-${name.replace(/\W+/g, '-')}`);
     const opened = await openDetector(fitted.dir);
     try {
