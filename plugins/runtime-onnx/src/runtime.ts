@@ -164,7 +164,8 @@ export class OnnxRuntime implements TrainableRuntime {
   }
 }
 
-class OnnxNumericSession implements NumericSession {
+/** An onnxruntime session the runtime holds until `dispose`, which releases it once; later runs are refused. */
+abstract class HeldSession {
   private session: ort.InferenceSession | undefined;
 
   constructor(
@@ -174,9 +175,23 @@ class OnnxNumericSession implements NumericSession {
     this.session = session;
   }
 
-  async run(feeds: Record<string, NumericTensor>): Promise<Record<string, NumericTensor>> {
+  protected live(what: string): ort.InferenceSession {
+    if (!this.session) throw new Error(`runtime-onnx: run() on a disposed ${what}`);
+    return this.session;
+  }
+
+  async dispose(): Promise<void> {
     const session = this.session;
-    if (!session) throw new Error('runtime-onnx: run() on a disposed numeric session');
+    if (!session) return;
+    this.session = undefined;
+    this.onDispose();
+    await session.release();
+  }
+}
+
+class OnnxNumericSession extends HeldSession implements NumericSession {
+  async run(feeds: Record<string, NumericTensor>): Promise<Record<string, NumericTensor>> {
+    const session = this.live('numeric session');
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
     const results = await session.run(ortFeeds);
@@ -189,27 +204,18 @@ class OnnxNumericSession implements NumericSession {
     }
     return out;
   }
-
-  async dispose(): Promise<void> {
-    const session = this.session;
-    if (!session) return;
-    this.session = undefined;
-    this.onDispose();
-    await session.release();
-  }
 }
 
-class OnnxSession implements InferenceSession {
+class OnnxSession extends HeldSession implements InferenceSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
-  private session: ort.InferenceSession | undefined;
 
   constructor(
     session: ort.InferenceSession,
     private readonly defaultOutputs: string[] | undefined,
-    private readonly onDispose: () => void,
+    onDispose: () => void,
   ) {
-    this.session = session;
+    super(session, onDispose);
     this.inputNames = [...session.inputNames];
     this.outputNames = [...session.outputNames];
     for (const meta of session.inputMetadata) {
@@ -222,8 +228,7 @@ class OnnxSession implements InferenceSession {
   }
 
   async run(feeds: Record<string, Tensor>, outputs?: string[]): Promise<Record<string, Tensor>> {
-    const session = this.session;
-    if (!session) throw new Error('runtime-onnx: run() on a disposed session');
+    const session = this.live('session');
     const wanted = outputs ?? this.defaultOutputs ?? this.outputNames;
     checkSessionOutputs('runtime-onnx', this.outputNames, wanted);
     checkSessionFeeds('runtime-onnx', this.inputNames, feeds);
@@ -239,13 +244,5 @@ class OnnxSession implements InferenceSession {
       out[name] = { dims: [...value.dims], data: value.data as Float32Array };
     }
     return out;
-  }
-
-  async dispose(): Promise<void> {
-    const session = this.session;
-    if (!session) return;
-    this.session = undefined;
-    this.onDispose();
-    await session.release();
   }
 }
